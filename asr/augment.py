@@ -1,0 +1,109 @@
+"""Training-time augmentation, off at evaluation.
+
+- :class:`WaveAugment`: speed perturbation (resampling) and additive noise at a random SNR,
+  applied per utterance inside the data-loading workers, with randomness drawn from a
+  per-item seed so a resumed run sees the same augmented audio.
+- :class:`SpecAugment`: time and frequency masks (torchaudio) on the feature batch, on
+  the model's device.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchaudio
+import torchaudio.functional as AF
+from torch import nn
+
+
+@dataclass
+class AugmentConfig:
+    """All off by default. ``speeds`` e.g. ``[0.9, 1.0, 1.1]``; ``noise_dir`` is a folder of
+    noise recordings (coloured synthetic noise when empty); widths are in feature frames
+    and mel bins."""
+
+    speeds: list[float] = field(default_factory=list)
+    noise_prob: float = 0.0
+    noise_snr_db: list[float] = field(default_factory=lambda: [10.0, 30.0])
+    noise_dir: str = ""
+    time_masks: int = 0
+    time_mask_width: int = 40
+    freq_masks: int = 0
+    freq_mask_width: int = 15
+
+    @property
+    def wave_enabled(self) -> bool:
+        return bool(self.speeds) or self.noise_prob > 0
+
+    @property
+    def spec_enabled(self) -> bool:
+        return self.time_masks > 0 or self.freq_masks > 0
+
+
+def colored_noise(n: int, rng: np.random.Generator) -> np.ndarray:
+    """White, pink or brown noise (1/f^beta, beta in {0, 1, 2}), unit variance, ``(n,)``."""
+    beta = rng.choice([0.0, 1.0, 2.0])
+    spectrum = rng.normal(size=n // 2 + 1) + 1j * rng.normal(size=n // 2 + 1)
+    freqs = np.fft.rfftfreq(n)
+    freqs[0] = freqs[1] if n > 1 else 1.0
+    noise = np.fft.irfft(spectrum / freqs ** (beta / 2), n)
+    return (noise / (noise.std() + 1e-12)).astype(np.float32)
+
+
+class WaveAugment:
+    """``wave (samples,) -> wave`` at the same sample rate; picklable for worker processes."""
+
+    def __init__(self, cfg: AugmentConfig, sample_rate: int):
+        self.cfg, self.sample_rate = cfg, sample_rate
+        self.noise_files = sorted(str(p) for p in Path(cfg.noise_dir).rglob("*")
+                                  if p.suffix.lower() in (".wav", ".flac", ".ogg")) if cfg.noise_dir else []
+
+    def _noise(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        if not self.noise_files:
+            return colored_noise(n, rng)
+        from asr.audio import load_audio
+
+        noise = load_audio(self.noise_files[rng.integers(len(self.noise_files))], self.sample_rate).numpy()
+        noise = np.tile(noise, math.ceil(n / len(noise)))
+        start = rng.integers(len(noise) - n + 1)
+        noise = noise[start:start + n]
+        return noise / (noise.std() + 1e-12)
+
+    def __call__(self, wave: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        if self.cfg.speeds:
+            speed = float(rng.choice(self.cfg.speeds))
+            if speed != 1.0:
+                # Playing ``speed`` times faster = resampling to rate / speed at the same rate.
+                new = int(round(self.sample_rate / speed / 100)) * 100
+                g = math.gcd(self.sample_rate, new)
+                wave = AF.resample(wave, self.sample_rate // g, new // g)
+        if self.cfg.noise_prob > 0 and rng.random() < self.cfg.noise_prob:
+            snr = rng.uniform(*self.cfg.noise_snr_db)
+            power = wave.pow(2).mean().clamp_min(1e-10)
+            noise = torch.from_numpy(self._noise(len(wave), rng))
+            wave = wave + noise * (power / 10 ** (snr / 10)).sqrt()
+        return wave
+
+
+class SpecAugment(nn.Module):
+    """``features (batch, frames, n_mels) -> features`` with independent masks per utterance."""
+
+    def __init__(self, cfg: AugmentConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.time = torchaudio.transforms.TimeMasking(cfg.time_mask_width, iid_masks=True)
+        self.freq = torchaudio.transforms.FrequencyMasking(cfg.freq_mask_width, iid_masks=True)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return features
+        x = features.transpose(1, 2).unsqueeze(1)  # (batch, 1, n_mels, frames)
+        for _ in range(self.cfg.freq_masks):
+            x = self.freq(x)
+        for _ in range(self.cfg.time_masks):
+            x = self.time(x)
+        return x.squeeze(1).transpose(1, 2)

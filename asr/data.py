@@ -1,0 +1,269 @@
+"""Manifests (NeMo's JSON lines), the dataset, padding, and duration-bucketed batches."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from asr.audio import load_audio
+from asr.text import DEFAULT_CHARS, Vocabulary
+from asr.utils import UserError, atomic_open
+
+log = logging.getLogger(__name__)
+
+
+class ManifestError(UserError):
+    """A manifest line that cannot be used; the message names the file, the line and the fix."""
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One manifest record. ``audio_filepath`` is resolved (absolute or relative to the
+    working directory); ``duration`` is in seconds; ``extra`` keeps any other keys."""
+
+    id: str
+    audio_filepath: str
+    duration: float
+    text: str
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def to_json(self, relative_to: str | os.PathLike | None = None) -> dict:
+        path = self.audio_filepath
+        if relative_to is not None:
+            path = os.path.relpath(path, relative_to)
+        record = {"audio_filepath": path, "duration": round(self.duration, 4), "text": self.text}
+        return {**record, "id": self.id, **self.extra}
+
+
+def read_manifest(path: str | os.PathLike, check_files: bool = True) -> list[Utterance]:
+    """Read a JSON-lines manifest: ``{"audio_filepath": ..., "duration": s, "text": ...}`` a line.
+
+    Relative audio paths are resolved against the manifest's folder. Blank lines are
+    skipped. Any other key is kept in ``Utterance.extra``; ``id`` (or ``utt_id``) names
+    the utterance, else ``<manifest stem>-<line>``.
+
+    Raises
+    ------
+    ManifestError
+        naming ``file:line``, what is wrong and how to fix it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest not found; expected a JSON-lines file "
+                            '({"audio_filepath": ..., "duration": ..., "text": ...} per line)')
+    root = path.parent
+    out, seen = [], set()
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ManifestError(f"{where}: not valid JSON ({e.msg}); each line must be one JSON object") from None
+            if not isinstance(rec, dict):
+                raise ManifestError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+            missing = [k for k in ("audio_filepath", "duration", "text") if k not in rec]
+            if missing:
+                raise ManifestError(f"{where}: missing key(s) {', '.join(missing)}; "
+                                    "each line needs audio_filepath, duration and text")
+            audio, duration, text = rec.pop("audio_filepath"), rec.pop("duration"), rec.pop("text")
+            if not isinstance(audio, str) or not audio:
+                raise ManifestError(f"{where}: audio_filepath must be a non-empty string")
+            if isinstance(duration, bool) or not isinstance(duration, (int, float)) \
+                    or not math.isfinite(duration) or duration <= 0:
+                raise ManifestError(f"{where}: duration must be a positive number of seconds, got {duration!r}")
+            if not isinstance(text, str):
+                raise ManifestError(f"{where}: text must be a string, got {type(text).__name__}")
+            audio_path = Path(audio).expanduser()
+            if not audio_path.is_absolute():
+                audio_path = root / audio_path
+            if check_files and not audio_path.is_file():
+                raise ManifestError(f"{where}: audio file {audio_path} not found; "
+                                    "paths are resolved against the manifest's folder")
+            uid = str(rec.pop("id", rec.pop("utt_id", f"{path.stem}-{lineno}")))
+            if uid in seen:
+                raise ManifestError(f"{where}: duplicate id {uid!r}; ids must be unique")
+            seen.add(uid)
+            out.append(Utterance(uid, str(audio_path), float(duration), text, rec))
+    if not out:
+        raise ManifestError(f"{path}: manifest has no utterances")
+    return out
+
+
+def write_manifest(path: str | os.PathLike, utterances: Iterable[Utterance], relative: bool = True) -> None:
+    """Write utterances as JSON lines, atomically; audio paths relative to the manifest's
+    folder when ``relative``."""
+    path = Path(path)
+    base = path.parent.resolve() if relative else None
+    with atomic_open(path) as f:
+        for u in utterances:
+            rec = u.to_json(base)
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+
+
+def ctc_min_frames(ids: Sequence[int]) -> int:
+    """Frames CTC needs for a label: one per token plus a blank between repeated tokens."""
+    return len(ids) + sum(1 for a, b in zip(ids, ids[1:]) if a == b)
+
+
+def drop_unalignable(utterances: Sequence[Utterance], vocab: Vocabulary,
+                     steps: Callable[[float], int], name: str = "data") -> list[Utterance]:
+    """Keep utterances whose label fits in the encoder output (``steps(duration)`` frames)
+    and is not empty; log how many were dropped."""
+    kept = [u for u in utterances
+            if 0 < ctc_min_frames(vocab.encode(u.text)) <= steps(u.duration)]
+    if len(kept) < len(utterances):
+        log.warning("%s: dropped %d of %d utterances whose transcript is empty or too long "
+                    "for CTC to align with the encoder output", name, len(utterances) - len(kept), len(utterances))
+    return kept
+
+
+class AudioDataset(Dataset):
+    """Items are ``(waveform (samples,), token ids (labels,), index)``.
+
+    ``transform(wave, rng)``, if given, is applied to each waveform (augmentation). The key
+    may be an index or ``(index, seed)`` (see :class:`DurationBatchSampler`); ``rng`` is
+    seeded from it, so augmentation does not depend on worker processes or resumption.
+    """
+
+    def __init__(self, utterances: Sequence[Utterance], vocab: Vocabulary, sample_rate: int,
+                 transform: Callable[[torch.Tensor, np.random.Generator], torch.Tensor] | None = None):
+        self.utterances = list(utterances)
+        self.vocab = vocab
+        self.sample_rate = sample_rate
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        i, seed = key if isinstance(key, tuple) else (key, key)
+        u = self.utterances[i]
+        wave = load_audio(u.audio_filepath, self.sample_rate)
+        if self.transform is not None:
+            wave = self.transform(wave, np.random.default_rng(seed))
+        return wave, torch.tensor(self.vocab.encode(u.text), dtype=torch.long), i
+
+
+@dataclass
+class Batch:
+    """Padded batch: ``waves (batch, samples)``, ``wave_lengths (batch,)``,
+    ``targets (batch, labels)`` (padded with 0), ``target_lengths (batch,)``, ``indices``."""
+
+    waves: torch.Tensor
+    wave_lengths: torch.Tensor
+    targets: torch.Tensor
+    target_lengths: torch.Tensor
+    indices: list[int]
+
+    def pin_memory(self) -> "Batch":
+        self.waves, self.targets = self.waves.pin_memory(), self.targets.pin_memory()
+        return self
+
+
+def collate(items: Sequence[tuple[torch.Tensor, torch.Tensor, int]]) -> Batch:
+    waves = torch.nn.utils.rnn.pad_sequence([w for w, _, _ in items], batch_first=True)
+    targets = torch.nn.utils.rnn.pad_sequence([t for _, t, _ in items], batch_first=True)
+    return Batch(
+        waves, torch.tensor([len(w) for w, _, _ in items]),
+        targets, torch.tensor([len(t) for _, t, _ in items]),
+        [i for _, _, i in items],
+    )
+
+
+class DurationBatchSampler(Sampler[list[int]]):
+    """Batches of similar duration whose padded size stays under ``max_seconds``.
+
+    Utterances are sorted by duration (jittered by ``shuffle``, so batches differ between
+    epochs), cut into batches with ``len(batch) * longest <= max_seconds`` and at most
+    ``max_batch_size`` items, and the batch order is shuffled. Everything depends only on
+    ``seed`` and the epoch (``set_epoch``), so a resumed run sees the same batches.
+    With ``num_replicas > 1`` each rank takes every ``num_replicas``-th batch, and the
+    batch count is trimmed to be equal on every rank. ``skip`` batches are left out at the
+    start of the epoch (resuming inside an epoch). With ``item_seeds`` each key is
+    ``(index, seed)``, the seed a function of (seed, epoch, index), for augmentation.
+    """
+
+    def __init__(self, durations: Sequence[float], max_seconds: float, max_batch_size: int = 0,
+                 shuffle: bool = True, seed: int = 0, num_replicas: int = 1, rank: int = 0,
+                 item_seeds: bool = False):
+        if max_seconds <= 0:
+            raise ValueError(f"max_seconds must be positive, got {max_seconds}")
+        self.durations = list(durations)
+        self.max_seconds = max_seconds
+        self.max_batch_size = max_batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.item_seeds = item_seeds
+        self.epoch = 0
+        self.skip = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _all_batches(self) -> list[list[int]]:
+        rng = random.Random(self.seed * 1_000_003 + self.epoch)
+        jitter = [1 + 0.1 * rng.random() if self.shuffle else 1.0 for _ in self.durations]
+        order = sorted(range(len(self.durations)), key=lambda i: self.durations[i] * jitter[i])
+        batches, batch, longest = [], [], 0.0
+        for i in order:
+            d = self.durations[i]
+            too_many = self.max_batch_size and len(batch) >= self.max_batch_size
+            if batch and (too_many or max(longest, d) * (len(batch) + 1) > self.max_seconds):
+                batches.append(batch)
+                batch, longest = [], 0.0
+            batch.append(i)
+            longest = max(longest, d)
+        if batch:
+            batches.append(batch)
+        if self.shuffle:
+            rng.shuffle(batches)
+        return batches
+
+    def __iter__(self) -> Iterator[list]:
+        batches = self._all_batches()
+        per_rank = len(batches) // self.num_replicas if self.num_replicas > 1 else len(batches)
+        for batch in batches[self.rank::self.num_replicas][self.skip:per_rank]:
+            if self.item_seeds:
+                yield [(i, (self.seed * 1_000_003 + self.epoch) * 10_000_019 + i) for i in batch]
+            else:
+                yield batch
+
+    def __len__(self) -> int:
+        n = len(self._all_batches())
+        return max(0, (n // self.num_replicas if self.num_replicas > 1 else n) - self.skip)
+
+    def padding_fraction(self) -> float:
+        """Share of the padded batch area that is padding (lower is faster)."""
+        padded = real = 0.0
+        for b in self._all_batches():
+            ds = [self.durations[i] for i in b]
+            padded += max(ds) * len(ds)
+            real += sum(ds)
+        return 1 - real / padded if padded else 0.0
+
+
+@dataclass
+class DataConfig:
+    """Manifests and batching. ``chars`` are the vocabulary's characters after the blank."""
+
+    train_manifest: str = "???"
+    dev_manifest: str = "???"
+    chars: str = DEFAULT_CHARS
+    max_batch_seconds: float = 240.0
+    max_batch_size: int = 64
+    num_workers: int = 1

@@ -1,0 +1,110 @@
+"""Scoring a model on a manifest: hypotheses, aligned errors, WER/CER. CLI: ``asr-evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader
+
+from asr.data import AudioDataset, Batch, DurationBatchSampler, Utterance, collate, read_manifest
+from asr.decoding import Decoder, GreedyDecoder
+from asr.metrics import ErrorRates, align_words, error_rates
+from asr.recognizer import Recognizer
+from asr.utils import atomic_open, autocast_dtype, resolve_device, run_cli
+
+
+def batch_loader(utterances: Sequence[Utterance], recognizer: Recognizer, max_batch_seconds: float = 200.0,
+                 num_workers: int = 0) -> DataLoader:
+    """Length-sorted, unshuffled batches of ``utterances``."""
+    ds = AudioDataset(utterances, recognizer.vocab, recognizer.sample_rate)
+    sampler = DurationBatchSampler([u.duration for u in utterances], max_batch_seconds, shuffle=False)
+    return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers)
+
+
+@torch.no_grad()
+def iter_outputs(recognizer: Recognizer, loader: DataLoader, device: torch.device,
+                 precision: str = "auto") -> Iterator[tuple[Batch, torch.Tensor, torch.Tensor]]:
+    """Run the model over ``loader``: yields ``(batch, log_probs (batch, steps, vocab), lengths)``."""
+    recognizer.eval()
+    dtype = autocast_dtype(device, precision)
+    for batch in loader:
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            log_probs, lengths = recognizer(batch.waves.to(device), batch.wave_lengths.to(device))
+        yield batch, log_probs.float(), lengths
+
+
+@dataclass
+class Evaluation:
+    ids: list[str]
+    references: list[str]
+    hypotheses: list[str]
+    loss: float
+    rates: ErrorRates
+
+    def report(self) -> dict:
+        """Summary plus per-utterance reference, hypothesis and aligned errors."""
+        utts = []
+        for uid, ref, hyp in zip(self.ids, self.references, self.hypotheses):
+            ops = align_words(ref, hyp)
+            errors = [o for o in ops if o["op"] != "equal"]
+            counts = {k: sum(o["op"] == k for o in ops) for k in ("substitute", "delete", "insert")}
+            utts.append({"id": uid, "reference": ref, "hypothesis": hyp, "substitutions": counts["substitute"],
+                         "deletions": counts["delete"], "insertions": counts["insert"], "errors": errors})
+        return {"summary": {**self.rates.__dict__, "loss": self.loss}, "utterances": utts}
+
+
+def evaluate(recognizer: Recognizer, utterances: Sequence[Utterance], decoder: Decoder | None = None,
+             device: torch.device | str = "cpu", precision: str = "auto", max_batch_seconds: float = 200.0,
+             num_workers: int = 0) -> Evaluation:
+    """Decode every utterance and score it against its normalised transcript."""
+    device = torch.device(device)
+    decoder = decoder or GreedyDecoder(recognizer.vocab)
+    ctc = torch.nn.CTCLoss(blank=recognizer.vocab.blank, reduction="none", zero_infinity=True)
+    hyps: dict[int, str] = {}
+    loss_sum = 0.0
+    loader = batch_loader(utterances, recognizer, max_batch_seconds, num_workers)
+    for batch, log_probs, lengths in iter_outputs(recognizer, loader, device, precision):
+        losses = ctc(log_probs.transpose(0, 1), batch.targets.to(device), lengths, batch.target_lengths.to(device))
+        loss_sum += (losses / batch.target_lengths.to(device).clamp_min(1)).sum().item()  # as training's "mean"
+        for i, nbest in zip(batch.indices, decoder.decode(log_probs, lengths)):
+            hyps[i] = nbest[0].text
+    refs = [recognizer.vocab.normalize(u.text) for u in utterances]
+    hyp_list = [hyps[i] for i in range(len(utterances))]
+    return Evaluation([u.id for u in utterances], refs, hyp_list, loss_sum / max(len(utterances), 1),
+                      error_rates(refs, hyp_list))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="asr-evaluate", description="WER/CER of a checkpoint on a manifest.")
+    p.add_argument("--model", required=True, help="checkpoint written by asr-train (e.g. exp/demo/best.pt)")
+    p.add_argument("--manifest", required=True, help="JSON-lines manifest with reference texts")
+    p.add_argument("--report", help="write per-utterance hypotheses and aligned errors to this JSON file")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    p.add_argument("--batch-seconds", type=float, default=200.0, help="audio seconds per batch (padded)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    device = resolve_device(args.device)
+    recognizer = Recognizer.from_checkpoint(args.model, device)
+    utterances = read_manifest(args.manifest)
+    result = evaluate(recognizer, utterances, device=device, max_batch_seconds=args.batch_seconds)
+    if args.report:
+        with atomic_open(args.report) as f:
+            json.dump(result.report(), f, indent=1, ensure_ascii=False)
+    print(result.rates.summary())
+    return 0
+
+
+def cli() -> None:
+    sys.exit(run_cli(main))
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,131 @@
+"""Log-mel features, computed batched on the model's device, and frame stacking."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torchaudio
+from torch import nn
+
+NORMALIZATIONS = ("utterance", "global", "none")
+
+
+@dataclass
+class FeatureConfig:
+    """Log-mel front end. Windows are in milliseconds; ``n_fft`` 0 means the next power
+    of two at or above the window. ``normalize``: ``utterance`` (mean/variance per
+    utterance and mel bin), ``global`` (statistics of the training set, kept in the
+    checkpoint) or ``none``."""
+
+    sample_rate: int = 16000
+    n_mels: int = 80
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    n_fft: int = 0
+    f_min: float = 0.0
+    f_max: float | None = None
+    normalize: str = "utterance"
+
+    def __post_init__(self) -> None:
+        if self.normalize not in NORMALIZATIONS:
+            raise ValueError(f"features.normalize={self.normalize!r}; expected one of {NORMALIZATIONS}")
+        if self.hop_ms <= 0 or self.win_ms < self.hop_ms:
+            raise ValueError(f"features: need 0 < hop_ms <= win_ms, got hop {self.hop_ms} win {self.win_ms}")
+
+    @property
+    def win_length(self) -> int:
+        return int(round(self.sample_rate * self.win_ms / 1000))
+
+    @property
+    def hop_length(self) -> int:
+        return int(round(self.sample_rate * self.hop_ms / 1000))
+
+    @property
+    def fft_size(self) -> int:
+        return self.n_fft or 1 << (self.win_length - 1).bit_length()
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames produced for ``num_samples`` samples (centred STFT)."""
+        return num_samples // self.hop_length + 1
+
+
+class LogMel(nn.Module):
+    """Waveforms to normalised log-mel features.
+
+    ``forward(waves (batch, samples), lengths (batch,)) -> (features (batch, frames, n_mels), frame_lengths (batch,))``.
+    Padded frames are zero. Runs in float32 even under autocast.
+    """
+
+    def __init__(self, cfg: FeatureConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=cfg.sample_rate, n_fft=cfg.fft_size, win_length=cfg.win_length,
+            hop_length=cfg.hop_length, f_min=cfg.f_min, f_max=cfg.f_max, n_mels=cfg.n_mels,
+            power=2.0, center=True, norm="slaney", mel_scale="slaney",
+        )
+        self.register_buffer("mean", torch.zeros(cfg.n_mels))
+        self.register_buffer("std", torch.ones(cfg.n_mels))
+
+    def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return torch.div(lengths, self.cfg.hop_length, rounding_mode="floor") + 1
+
+    def log_mel(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Unnormalised log-mel: ``(features (batch, frames, n_mels), frame_lengths, mask (batch, frames, 1))``."""
+        with torch.autocast(waves.device.type, enabled=False):
+            feats = self.mel(waves.float()).clamp_min(1e-10).log().transpose(1, 2)  # (batch, frames, n_mels)
+        frames = self.frame_lengths(lengths).clamp_max(feats.shape[1])
+        mask = (torch.arange(feats.shape[1], device=feats.device)[None, :] < frames[:, None]).unsqueeze(-1)
+        return feats, frames, mask
+
+    def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats, frames, mask = self.log_mel(waves, lengths)
+        if self.cfg.normalize == "utterance":
+            n = frames.clamp_min(1).view(-1, 1, 1).to(feats.dtype)
+            mean = (feats * mask).sum(1, keepdim=True) / n
+            var = (((feats - mean) * mask) ** 2).sum(1, keepdim=True) / n
+            feats = (feats - mean) / (var + 1e-5).sqrt()
+        elif self.cfg.normalize == "global":
+            feats = (feats - self.mean) / self.std
+        return feats.masked_fill(~mask, 0.0), frames
+
+    @torch.no_grad()
+    def fit_global_stats(self, batches) -> None:
+        """Set the global mean and standard deviation from ``(waves, lengths)`` batches."""
+        total = torch.zeros(self.cfg.n_mels, dtype=torch.float64)
+        sq = torch.zeros_like(total)
+        count = 0
+        for waves, lengths in batches:
+            feats, _, mask = self.log_mel(waves.to(self.mean.device), lengths.to(self.mean.device))
+            valid = feats[mask.squeeze(-1)].double().cpu()  # (frames, n_mels)
+            total += valid.sum(0)
+            sq += (valid ** 2).sum(0)
+            count += valid.shape[0]
+        if count == 0:
+            raise ValueError("no frames to estimate global feature statistics from")
+        mean = total / count
+        self.mean.copy_(mean.float())
+        self.std.copy_((sq / count - mean ** 2).clamp_min(1e-8).sqrt().float())
+
+
+def stack_frames(x: torch.Tensor, lengths: torch.Tensor, factor: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Concatenate each ``factor`` consecutive frames into one (subsampling in time).
+
+    ``x (batch, frames, dim) -> (batch, ceil(frames / factor), dim * factor)``; lengths are
+    rounded up, the last step zero-padded.
+    """
+    if factor == 1:
+        return x, lengths
+    batch, frames, dim = x.shape
+    pad = (-frames) % factor
+    if pad:
+        x = torch.nn.functional.pad(x, (0, 0, 0, pad))
+    x = x.reshape(batch, (frames + pad) // factor, dim * factor)
+    return x, torch.div(lengths + factor - 1, factor, rounding_mode="floor")
+
+
+def encoder_steps(duration: float, cfg: FeatureConfig, subsample: int) -> int:
+    """Encoder output length for ``duration`` seconds of audio (for CTC feasibility)."""
+    return math.ceil(cfg.num_frames(int(round(duration * cfg.sample_rate))) / subsample)

@@ -1,0 +1,57 @@
+"""Features and acoustic model in one module: what a checkpoint holds."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import torch
+from torch import nn
+
+from asr.checkpoint import CheckpointError, load_checkpoint
+from asr.features import FeatureConfig, LogMel
+from asr.model import BiRNNCTC, ModelConfig
+from asr.text import Vocabulary
+
+
+class Recognizer(nn.Module):
+    """``forward(waves (batch, samples), lengths (batch,)) -> (log_probs (batch, steps, vocab), step_lengths (batch,))``."""
+
+    def __init__(self, feature_cfg: FeatureConfig, model_cfg: ModelConfig, vocab: Vocabulary):
+        super().__init__()
+        self.feature_cfg, self.model_cfg, self.vocab = feature_cfg, model_cfg, vocab
+        self.features = LogMel(feature_cfg)
+        self.model = BiRNNCTC(model_cfg, feature_cfg.n_mels, len(vocab))
+
+    @property
+    def sample_rate(self) -> int:
+        return self.feature_cfg.sample_rate
+
+    @property
+    def frame_shift(self) -> float:
+        """Seconds per encoder step (output frame)."""
+        return self.feature_cfg.hop_length * self.model_cfg.subsample / self.feature_cfg.sample_rate
+
+    def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats, frames = self.features(waves, lengths)  # (batch, frames, n_mels)
+        return self.model(feats, frames)
+
+    def describe(self) -> dict:
+        """The self-description saved with the weights."""
+        return {
+            "feature_config": dataclasses.asdict(self.feature_cfg),
+            "model_config": dataclasses.asdict(self.model_cfg),
+            "vocab": "".join(self.vocab.tokens),
+            "state_dict": self.state_dict(),
+        }
+
+    @classmethod
+    def from_checkpoint(cls, path_or_state: str | os.PathLike | dict, device: str | torch.device = "cpu") -> "Recognizer":
+        state = path_or_state if isinstance(path_or_state, dict) else load_checkpoint(path_or_state)
+        try:
+            rec = cls(FeatureConfig(**state["feature_config"]), ModelConfig(**state["model_config"]),
+                      Vocabulary(state["vocab"]))
+            rec.load_state_dict(state["state_dict"])
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"checkpoint does not match this version of asr ({str(e).splitlines()[0]})") from None
+        return rec.to(device).eval()
