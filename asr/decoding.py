@@ -58,12 +58,14 @@ def add_decoder_arguments(parser) -> None:
     g = parser.add_argument_group("decoding")
     g.add_argument("--decoder", choices=("greedy", "beam"), default="greedy", help="default: greedy")
     g.add_argument("--lm", help="n-gram language model, KenLM ARPA or binary (beam only)")
-    g.add_argument("--lexicon", help="lexicon file, a word and its spelling a line (beam only); "
-                                     "without it the beam is lexicon-free")
+    g.add_argument("--lexicon", help="lexicon file, a word and its spelling a line (beam only); without it "
+                                     "a word LM's own words are the lexicon, and a character LM "
+                                     "(asr-lm build --unit char) decodes lexicon-free")
     g.add_argument("--beam-size", type=int, default=50, help="hypotheses kept per frame (default 50)")
     g.add_argument("--beam-threshold", type=float, default=25.0, help="prune scores this far below the best")
     g.add_argument("--lm-weight", type=float, default=0.5, help="LM weight, alpha (default 0.5)")
     g.add_argument("--word-score", type=float, default=0.0, help="word insertion score, beta (default 0)")
+    g.add_argument("--beam-size-token", type=int, default=8, help="tokens tried per frame, 0 = all (default 8)")
     g.add_argument("--nbest", type=int, default=1, help="hypotheses returned per input (beam only)")
 
 
@@ -82,4 +84,5 @@ def decoder_from_args(args, vocab: Vocabulary) -> Decoder:
 
     return BeamSearchDecoder(vocab, lm=args.lm, lexicon=args.lexicon, beam_size=args.beam_size,
                              beam_threshold=args.beam_threshold, lm_weight=args.lm_weight,
-                             word_score=args.word_score, nbest=args.nbest)
+                             word_score=args.word_score, nbest=args.nbest,
+                             beam_size_token=args.beam_size_token)

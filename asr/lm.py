@@ -1,0 +1,424 @@
+"""N-gram language models for beam search. CLI: ``asr-lm build`` and ``asr-lm tune``.
+
+``build`` estimates an interpolated modified Kneser-Ney model (Chen & Goodman 1998, as
+KenLM's ``lmplz`` does) from a text file (a sentence a line) or from a manifest's
+transcripts and writes it in ARPA format, which KenLM, flashlight's decoder and
+pyctcdecode load. ``--unit word`` (default) models words, for decoding with a lexicon;
+``--unit char`` models characters with ``|`` for the space, for lexicon-free decoding::
+
+    asr-lm build --order 3 train.jsonl words.arpa
+    asr-lm build --order 6 --unit char train.jsonl chars.arpa
+
+``tune`` runs the acoustic model over a dev manifest once and decodes its outputs with
+every pair of LM weight and word score, printing a WER table and the best pair::
+
+    asr-lm tune --model exp/demo/best.pt --manifest dev.jsonl --lm words.arpa
+
+No maintained PyPI package estimates modified Kneser-Ney (``kenlm`` only queries models;
+``arpabo`` uses one fixed discount and does not normalise), hence the compact estimator here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from asr.text import DEFAULT_CHARS, Vocabulary
+from asr.utils import UserError, atomic_open, run_cli
+
+BOS, EOS, UNK, SIL = "<s>", "</s>", "<unk>", "|"
+#: Discounts for counts 1, 2, 3+ when the count-of-counts give none (tiny corpora); KenLM's fallback.
+FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
+BINARY_MAGIC = b"mmap lm "
+
+
+class LMError(UserError):
+    """A language model or LM training text that cannot be used."""
+
+
+# ----------------------------------------------------------------------------- text
+
+def is_manifest(path: str | os.PathLike) -> bool:
+    """True when the first non-blank line of ``path`` is a JSON object with a ``text`` key."""
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    return False
+                return isinstance(rec, dict) and "text" in rec
+    return False
+
+
+def read_sentences(path: str | os.PathLike, vocab: Vocabulary | None = None, unit: str = "word") -> list[list[str]]:
+    """Sentences of ``path`` (a text file, a sentence a line, or a JSON-lines manifest),
+    normalised with ``vocab`` as training targets are, as lists of words, or of
+    characters with ``|`` for the space when ``unit="char"``. Empty sentences are dropped."""
+    vocab = vocab or Vocabulary()
+    path = Path(path)
+    if not path.is_file():
+        raise LMError(f"{path}: LM training text not found; expected a text file (a sentence a line) "
+                      "or a JSON-lines manifest")
+    if is_manifest(path):
+        from asr.data import read_manifest
+
+        texts: Iterable[str] = (u.text for u in read_manifest(path, check_files=False))
+    else:
+        with open(path, encoding="utf-8") as f:
+            texts = f.read().splitlines()
+    out = []
+    for text in texts:
+        text = vocab.normalize(text)
+        if not text:
+            continue
+        out.append(text.split() if unit == "word" else list(text.replace(" ", SIL)))
+    if not out:
+        raise LMError(f"{path}: no text left after normalisation; the LM needs at least one sentence")
+    return out
+
+
+# ----------------------------------------------------------------------------- estimation
+
+def _discounts(counts: Iterable[int]) -> tuple[float, float, float]:
+    """Modified Kneser-Ney discounts D1, D2, D3+ from the count-of-counts of one order."""
+    n = Counter(min(c, 4) for c in counts)
+    n1, n2, n3, n4 = (n[k] for k in (1, 2, 3, 4))
+    if min(n1, n2, n3, n4) == 0:
+        return FALLBACK_DISCOUNTS
+    y = n1 / (n1 + 2 * n2)
+    d = (1 - 2 * y * n2 / n1, 2 - 3 * y * n3 / n2, 3 - 4 * y * n4 / n3)
+    if not all(0 < dk <= k for k, dk in enumerate(d, 1)):
+        return FALLBACK_DISCOUNTS
+    return d
+
+
+def estimate(sentences: Sequence[Sequence[str]], order: int = 3) -> list[dict[tuple, tuple[float, float | None]]]:
+    """Interpolated modified Kneser-Ney n-gram model.
+
+    Parameters
+    ----------
+    sentences : sequence of sequence of str
+        Tokenised sentences; ``<s>``/``</s>`` are added.
+    order : int
+        Highest n-gram order.
+
+    Returns
+    -------
+    list of dict
+        ``model[k-1][ngram] = (probability, backoff weight or None)`` for every n-gram of
+        order ``k``, the probability interpolated with lower orders, as ARPA stores it.
+        Unigrams include ``<unk>`` and ``<s>`` (probability 0: it is never predicted).
+        The order is lowered to the longest padded sentence (KenLM rejects empty orders).
+    """
+    if order < 1:
+        raise ValueError(f"order must be at least 1, got {order}")
+    order = min(order, max((len(s) for s in sentences), default=0) + 2)
+    raw: list[Counter] = [Counter() for _ in range(order)]
+    for s in sentences:
+        toks = (BOS, *s, EOS)
+        for k in range(1, order + 1):
+            c = raw[k - 1]
+            for i in range(len(toks) - k + 1):
+                c[toks[i:i + k]] += 1
+    # Adjusted counts: raw for the top order and for n-grams starting with <s> (nothing can
+    # precede them); else the number of distinct words seen before the n-gram.
+    adj: list[dict[tuple, int]] = []
+    for k in range(1, order + 1):
+        if k == order:
+            a = dict(raw[k - 1])
+        else:
+            a = {g: c for g, c in raw[k - 1].items() if g[0] == BOS}
+            for g in raw[k]:  # g[1:] never starts with <s>
+                a[g[1:]] = a.get(g[1:], 0) + 1
+        a.pop((BOS,), None)  # <s> is never predicted
+        adj.append(a)
+    vocab_size = len(adj[0]) + (0 if (UNK,) in adj[0] else 1)  # every predictable word and <unk>
+    model: list[dict[tuple, tuple[float, float | None]]] = []
+    gammas: list[dict[tuple, float]] = []  # interpolation weight of each context
+    for k, a in enumerate(adj, 1):
+        d = _discounts(a.values())
+        totals: dict[tuple, float] = defaultdict(float)
+        mass: dict[tuple, float] = defaultdict(float)
+        for g, c in a.items():
+            totals[g[:-1]] += c
+            mass[g[:-1]] += d[min(c, 3) - 1]
+        gamma = {h: mass[h] / totals[h] for h in totals}
+        gammas.append(gamma)
+        probs = {}
+        for g, c in a.items():
+            h = g[:-1]
+            lower = model[k - 2][g[1:]][0] if k > 1 else 1 / vocab_size
+            probs[g] = (c - d[min(c, 3) - 1]) / totals[h] + gamma[h] * lower
+        if k == 1:
+            probs.setdefault((UNK,), gamma[()] / vocab_size)
+            probs[(BOS,)] = 0.0
+        model.append({g: (p, None) for g, p in probs.items()})
+    for k in range(1, order):  # backoff weight of a context = its interpolation weight
+        gamma = gammas[k]
+        model[k - 1] = {g: (p, gamma.get(g)) for g, (p, _) in model[k - 1].items()}
+    return model
+
+
+def write_arpa(model: Sequence[dict[tuple, tuple[float, float | None]]], path: str | os.PathLike) -> None:
+    """Write ``model`` (as :func:`estimate` returns) as an ARPA file, atomically."""
+    def log10(p: float) -> str:
+        return f"{math.log10(p):.7g}" if p > 0 else "-99"
+
+    with atomic_open(path) as f:
+        f.write("\\data\\\n")
+        for k, grams in enumerate(model, 1):
+            f.write(f"ngram {k}={len(grams)}\n")
+        for k, grams in enumerate(model, 1):
+            f.write(f"\n\\{k}-grams:\n")
+            for g in sorted(grams):
+                p, bow = grams[g]
+                f.write(f"{log10(p)}\t{' '.join(g)}" + (f"\t{log10(bow)}\n" if bow is not None else "\n"))
+        f.write("\n\\end\\\n")
+
+
+def build_arpa(text_path: str | os.PathLike, out_path: str | os.PathLike, order: int = 3, unit: str = "word",
+               vocab: Vocabulary | None = None) -> list[int]:
+    """Estimate a model from ``text_path`` and write it to ``out_path``; returns n-gram counts per order."""
+    model = estimate(read_sentences(text_path, vocab, unit), order)
+    write_arpa(model, out_path)
+    return [len(m) for m in model]
+
+
+# ----------------------------------------------------------------------------- reading
+
+def is_binary_lm(path: str | os.PathLike) -> bool:
+    """True for a KenLM binary file (``build_binary`` output)."""
+    with open(path, "rb") as f:
+        return f.read(len(BINARY_MAGIC)) == BINARY_MAGIC
+
+
+def check_lm(path: str | os.PathLike) -> Path:
+    """Validate that ``path`` is an existing ARPA or KenLM binary file."""
+    path = Path(path)
+    if not path.is_file():
+        raise LMError(f"--lm {path}: file not found; expected a KenLM ARPA or binary model "
+                      "(build one with: asr-lm build TEXT_OR_MANIFEST OUT.arpa)")
+    if not is_binary_lm(path):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            head = "".join(f.readline() for _ in range(50))
+        if "\\data\\" not in head:
+            raise LMError(f"--lm {path}: neither an ARPA file (no \\data\\ header) nor a KenLM binary; "
+                          "build one with: asr-lm build TEXT_OR_MANIFEST OUT.arpa")
+    return path
+
+
+def arpa_unigrams(path: str | os.PathLike) -> list[str]:
+    """The words of an ARPA file's 1-gram section (read up to its end only)."""
+    words, inside = [], False
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.strip()
+            if line == "\\1-grams:":
+                inside = True
+            elif inside:
+                if line.startswith("\\"):
+                    break
+                parts = line.split()
+                if len(parts) >= 2:
+                    words.append(parts[1])
+    return words
+
+
+def read_arpa(path: str | os.PathLike) -> list[dict[tuple, tuple[float, float]]]:
+    """All n-grams of an ARPA file: ``model[k-1][ngram] = (log10 prob, log10 backoff)``."""
+    model: list[dict] = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if line.endswith("-grams:") and line.startswith("\\"):
+                model.append({})
+                k = len(model)
+            elif model and line and not line.startswith("\\"):
+                parts = line.split()
+                bow = float(parts[k + 1]) if len(parts) > k + 1 else 0.0
+                model[-1][tuple(parts[1:k + 1])] = (float(parts[0]), bow)
+    return model
+
+
+def arpa_logprob(model: Sequence[dict[tuple, tuple[float, float]]], context: Sequence[str], word: str) -> float:
+    """log10 P(word | context) of an ARPA model (as :func:`read_arpa` returns) by backing off."""
+    context = tuple(context)[-(len(model) - 1):] if len(model) > 1 else ()
+    bow = 0.0
+    while True:
+        g = (*context, word)
+        if g in model[len(g) - 1]:
+            return bow + model[len(g) - 1][g][0]
+        if not context:
+            return bow + model[0][(UNK,)][0]
+        bow += model[len(context) - 1].get(context, (0.0, 0.0))[1]
+        context = context[1:]
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def _floats(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="asr-lm", description="Build and tune n-gram language models.")
+    sub = p.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="estimate a modified Kneser-Ney ARPA model",
+                       description="Estimate an interpolated modified Kneser-Ney n-gram model (ARPA).")
+    b.add_argument("text", help="text file (a sentence a line) or JSON-lines manifest")
+    b.add_argument("out", help="ARPA file to write")
+    b.add_argument("--order", type=int, default=3, help="n-gram order (default 3)")
+    b.add_argument("--unit", choices=("word", "char"), default="word",
+                   help="word (default; decode with a lexicon) or char (lexicon-free decoding)")
+    b.add_argument("--chars", default=DEFAULT_CHARS, help="vocabulary characters used to normalise the text")
+    t = sub.add_parser("tune", help="grid/random search of LM weight and word score on a dev set",
+                       description="Search LM weight and word score on a dev manifest; the acoustic model "
+                                   "runs once.")
+    t.add_argument("--model", required=True, help="checkpoint written by asr-train")
+    t.add_argument("--manifest", required=True, help="dev manifest with reference texts")
+    t.add_argument("--lm-weights", type=_floats, default=[0.0, 0.5, 1.0, 1.5, 2.0, 3.0],
+                   help="comma list of LM weights (default 0,0.5,1,1.5,2,3)")
+    t.add_argument("--word-scores", type=_floats, default=[-1.0, 0.0, 1.0, 2.0, 3.0, 4.0],
+                   help="comma list of word scores (default -1,0,1,2,3,4)")
+    t.add_argument("--random", type=int, default=0, metavar="N",
+                   help="instead of the grid, N random pairs within the lists' ranges")
+    t.add_argument("--seed", type=int, default=0, help="seed of --random")
+    t.add_argument("--threads", type=int, default=0, help="decoding worker processes (default: one per core)")
+    t.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    t.add_argument("--batch-seconds", type=float, default=200.0, help="audio seconds per batch (padded)")
+    g = t.add_argument_group("decoding (as asr-evaluate --decoder beam)")
+    g.add_argument("--lm", required=True, help="n-gram language model, KenLM ARPA or binary")
+    g.add_argument("--lexicon", help="lexicon file, a word and its spelling a line")
+    g.add_argument("--beam-size", type=int, default=50, help="hypotheses kept per frame (default 50)")
+    g.add_argument("--beam-threshold", type=float, default=25.0, help="prune scores this far below the best")
+    return p
+
+
+def search_pairs(lm_weights: Sequence[float], word_scores: Sequence[float], n_random: int = 0,
+                 seed: int = 0) -> list[tuple[float, float]]:
+    """The grid of ``(lm_weight, word_score)`` pairs, or ``n_random`` pairs drawn uniformly
+    within the lists' ranges."""
+    if n_random <= 0:
+        return [(a, b) for a in lm_weights for b in word_scores]
+    rng = random.Random(seed)
+    return [(round(rng.uniform(min(lm_weights), max(lm_weights)), 3),
+             round(rng.uniform(min(word_scores), max(word_scores)), 3)) for _ in range(n_random)]
+
+
+def tune(log_probs: Sequence, references: Sequence[str], decoder, pairs: Sequence[tuple[float, float]]) -> list[dict]:
+    """WER/CER of ``decoder`` re-weighted with each ``(lm_weight, word_score)`` pair.
+
+    Parameters
+    ----------
+    log_probs : sequence of Tensor
+        One ``(frames, vocab)`` tensor per utterance, computed once.
+    references : sequence of str
+        Normalised reference transcripts, same order.
+    decoder : asr.beam.BeamSearchDecoder
+        Shares its LM and lexicon with every re-weighted copy.
+    """
+    from asr.metrics import error_rates
+
+    rows = []
+    for lm_weight, word_score in pairs:
+        dec = decoder.reweighted(lm_weight, word_score)
+        hyps = [n[0].text for n in dec.decode_list(log_probs)]
+        rows.append({"lm_weight": lm_weight, "word_score": word_score, "rates": error_rates(references, hyps)})
+    return rows
+
+
+def _main_tune(args) -> int:
+    import torch
+
+    from asr.beam import BeamSearchDecoder
+    from asr.data import read_manifest
+    from asr.decoding import GreedyDecoder
+    from asr.evaluate import batch_loader, iter_outputs
+    from asr.metrics import error_rates
+    from asr.recognizer import Recognizer
+    from asr.utils import resolve_device
+
+    if args.beam_size < 1:
+        raise UserError("--beam-size must be at least 1")
+    if not args.batch_seconds > 0:
+        raise UserError(f"--batch-seconds {args.batch_seconds}: expected a positive number of seconds")
+    device = resolve_device(args.device)
+    recognizer = Recognizer.from_checkpoint(args.model, device)
+    utterances = read_manifest(args.manifest)
+    decoder = BeamSearchDecoder(recognizer.vocab, lm=args.lm, lexicon=args.lexicon, beam_size=args.beam_size,
+                                beam_threshold=args.beam_threshold, num_threads=args.threads)
+    t0 = time.perf_counter()
+    outputs: dict[int, torch.Tensor] = {}
+    for batch, log_probs, lengths in iter_outputs(recognizer, batch_loader(utterances, recognizer,
+                                                                           args.batch_seconds), device):
+        for b, i in enumerate(batch.indices):
+            outputs[i] = log_probs[b, :lengths[b]].cpu()
+    log_probs = [outputs[i] for i in range(len(utterances))]
+    refs = [recognizer.vocab.normalize(u.text) for u in utterances]
+    print(f"acoustic model: {len(utterances)} utterances in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    pairs = search_pairs(args.lm_weights, args.word_scores, args.random, args.seed)
+    greedy = GreedyDecoder(recognizer.vocab)
+    greedy_rates = error_rates(refs, [greedy.decode(lp[None], torch.tensor([len(lp)]))[0][0].text
+                                      for lp in log_probs])
+    print(f"{'lm_weight':>9} {'word_score':>10} {'WER%':>7} {'CER%':>7}")
+    print(f"{'greedy':>9} {'':>10} {100 * greedy_rates.wer:7.2f} {100 * greedy_rates.cer:7.2f}")
+    rows = []
+    for pair in pairs:
+        row = tune(log_probs, refs, decoder, [pair])[0]
+        rows.append(row)
+        r = row["rates"]
+        print(f"{row['lm_weight']:9.3g} {row['word_score']:10.3g} {100 * r.wer:7.2f} {100 * r.cer:7.2f}", flush=True)
+    best = min(rows, key=lambda r: (r["rates"].wer, r["rates"].cer))
+    print(f"best: --lm-weight {best['lm_weight']:g} --word-score {best['word_score']:g} "
+          f"(WER {100 * best['rates'].wer:.2f}%, greedy {100 * greedy_rates.wer:.2f}%)")
+    return 0
+
+
+def _join_negative_lists(argv: list[str]) -> list[str]:
+    """``--word-scores -1,0,1`` -> ``--word-scores=-1,0,1`` (argparse takes ``-1,0,1`` for a flag)."""
+    out = []
+    for arg in argv:
+        if out and out[-1] in ("--lm-weights", "--word-scores") and arg[:1] == "-" and arg[1:2] in "0123456789.":
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(_join_negative_lists(sys.argv[1:] if argv is None else list(argv)))
+    if args.command == "build":
+        if args.order < 1:
+            raise UserError(f"--order {args.order}: the n-gram order must be at least 1")
+        try:
+            vocab = Vocabulary(args.chars)
+        except ValueError as e:
+            raise UserError(f"--chars: {e}") from None
+        counts = build_arpa(args.text, args.out, args.order, args.unit, vocab)
+        print(f"wrote {args.out}: {len(counts)}-gram {args.unit} model, "
+              + ", ".join(f"{n} {k}-grams" for k, n in enumerate(counts, 1)))
+        return 0
+    return _main_tune(args)
+
+
+def cli() -> None:
+    sys.exit(run_cli(main))
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,169 @@
+"""Modified Kneser-Ney estimation, ARPA round trip (our reader, flashlight's KenLM and the
+``kenlm`` module when installed), ``asr-lm build`` and ``asr-lm tune``."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from asr.checkpoint import save_checkpoint
+from asr.lm import (UNK, arpa_logprob, arpa_unigrams, build_arpa, estimate, main, read_arpa, read_sentences,
+                    search_pairs, tune, write_arpa)
+from asr.text import Vocabulary
+from asr.utils import run_cli
+
+SENTENCES = ["stop now", "go left", "stop the music", "start now", "go home now", "stop", "play music now",
+             "go left now", "turn the music off", "music"]
+
+
+def _vocab(model) -> list[str]:
+    return [g[0] for g in model[0] if g[0] != "<s>"]
+
+
+@pytest.mark.parametrize("order,unit", [(1, "word"), (2, "word"), (3, "word"), (4, "char")])
+def test_probabilities_sum_to_one_in_every_context(tmp_path, order, unit):
+    (tmp_path / "t.txt").write_text("\n".join(SENTENCES))
+    build_arpa(tmp_path / "t.txt", tmp_path / "m.arpa", order=order, unit=unit)
+    model = read_arpa(tmp_path / "m.arpa")
+    assert len(model) == order
+    words = _vocab(model)
+    contexts = [()] + [g for k in range(order - 1) for g in model[k] if g[-1] != "</s>"]
+    # contexts the model has never seen back off to shorter ones and must sum to one too
+    contexts += [("music", "music", "music")[:order - 1], ("<s>", "play")[:order - 1]]
+    for ctx in contexts:
+        total = sum(10 ** arpa_logprob(model, ctx, w) for w in words)
+        assert total == pytest.approx(1.0, abs=2e-6), ctx
+
+
+def test_unigram_values_by_hand():
+    # counts a:2 b:1 </s>:2 -> count-of-counts too thin, fallback discounts 0.5/1/1.5;
+    # gamma = (1 + 0.5 + 1) / 5 spread over |V| = 4 (a, b, </s>, <unk>)
+    model = estimate([["a", "b"], ["a"]], order=1)[0]
+    p = {g[0]: v[0] for g, v in model.items()}
+    assert p["a"] == pytest.approx(1 / 5 + 0.5 / 4)
+    assert p["b"] == pytest.approx(0.5 / 5 + 0.5 / 4)
+    assert p["</s>"] == pytest.approx(1 / 5 + 0.5 / 4)
+    assert p[UNK] == pytest.approx(0.5 / 4)
+    assert p["<s>"] == 0
+
+
+def test_lower_orders_use_continuation_counts():
+    # "y" is frequent but only ever follows "x"; "w" is rare, also after one word:
+    # Kneser-Ney gives them the same unigram probability, raw counts would not.
+    model = estimate([["x", "y"]] * 5 + [["z", "w"]], order=2)
+    assert model[0][("y",)][0] == pytest.approx(model[0][("w",)][0])
+    assert model[0][("x",)][0] == pytest.approx(model[0][("z",)][0])  # both only after <s>
+
+
+def test_arpa_loads_in_kenlm_with_same_scores(tmp_path):
+    kenlm = pytest.importorskip("kenlm")
+    (tmp_path / "t.txt").write_text("\n".join(SENTENCES))
+    build_arpa(tmp_path / "t.txt", tmp_path / "m.arpa", order=3)
+    model, km = read_arpa(tmp_path / "m.arpa"), kenlm.Model(str(tmp_path / "m.arpa"))
+    for sentence in ("stop the music now", "go left", "play home music", "zebra now"):
+        words = sentence.split() + ["</s>"]
+        ours = sum(arpa_logprob(model, ["<s>", *words[:i]], w) for i, w in enumerate(words))
+        assert km.score(sentence, bos=True, eos=True) == pytest.approx(ours, abs=1e-4)
+
+
+def test_read_sentences_from_manifest_and_text(tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("\n".join(json.dumps({"audio_filepath": "x.wav", "duration": 1.0, "text": t})
+                                  for t in ("Stop, NOW!", "it's blue", "  ")) + "\n")
+    assert read_sentences(manifest) == [["stop", "now"], ["it's", "blue"]]
+    assert read_sentences(manifest, unit="char")[0] == list("stop|now")
+    (tmp_path / "t.txt").write_text("Go left.\n\nplay\n")
+    assert read_sentences(tmp_path / "t.txt") == [["go", "left"], ["play"]]
+    assert read_sentences(tmp_path / "t.txt", Vocabulary(" abcdefghijklmnopqrstuvwxyz"))[0] == ["go", "left"]
+
+
+def test_build_cli_writes_arpa_the_decoder_loads(tmp_path, capsys):
+    from asr.beam import BeamSearchDecoder
+
+    (tmp_path / "t.txt").write_text("\n".join(SENTENCES))
+    assert main(["build", "--order", "2", str(tmp_path / "t.txt"), str(tmp_path / "lm.arpa")]) == 0
+    assert "2-gram word model" in capsys.readouterr().out
+    assert set(arpa_unigrams(tmp_path / "lm.arpa")) >= {"stop", "music", "</s>", "<unk>"}
+    dec = BeamSearchDecoder(Vocabulary(), lm=tmp_path / "lm.arpa", num_threads=1)
+    assert dec.lexicon_mode
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_build_cli_errors_are_one_line(tmp_path, capsys):
+    assert run_cli(main, ["build", str(tmp_path / "missing.txt"), str(tmp_path / "o.arpa")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "missing.txt" in err and "\n" not in err
+    (tmp_path / "empty.txt").write_text("\n...\n")
+    assert run_cli(main, ["build", str(tmp_path / "empty.txt"), str(tmp_path / "o.arpa")]) == 2
+    assert "no text left" in capsys.readouterr().err
+    assert run_cli(main, ["build", "--order", "0", str(tmp_path / "empty.txt"), str(tmp_path / "o.arpa")]) == 2
+    assert not (tmp_path / "o.arpa").exists()
+
+
+def test_tune_picks_the_pair_that_fixes_the_misspelling(tmp_path):
+    from asr.beam import BeamSearchDecoder
+    from test_beam import spell
+
+    (tmp_path / "t.txt").write_text("\n".join(SENTENCES))
+    build_arpa(tmp_path / "t.txt", tmp_path / "c.arpa", order=5, unit="char")
+    log_probs = [spell("stup now", {2: ("o", 1.0)}), spell("go left")]
+    dec = BeamSearchDecoder(Vocabulary(), lm=tmp_path / "c.arpa", num_threads=1)
+    rows = tune(log_probs, ["stop now", "go left"], dec, [(0.0, 0.0), (1.0, 0.0)])
+    assert [r["rates"].wer for r in rows] == [0.25, 0.0]
+
+
+def test_tune_cli_prints_table_and_best_pair(tmp_path, corpus, capsys):
+    from conftest import tiny_recognizer
+
+    save_checkpoint(tmp_path / "m.pt", tiny_recognizer().describe())
+    build_arpa(corpus.manifest, tmp_path / "w.arpa", order=2)
+    argv = ["tune", "--model", str(tmp_path / "m.pt"), "--manifest", str(corpus.manifest), "--lm",
+            str(tmp_path / "w.arpa"), "--lm-weights", "0,1", "--word-scores", "-1,2", "--beam-size", "4",
+            "--threads", "1", "--device", "cpu"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    table = [line.split() for line in lines[2:-1]]
+    assert [(float(r[0]), float(r[1])) for r in table] == [(0, -1), (0, 2), (1, -1), (1, 2)]
+    wers = [float(r[2]) for r in table]
+    assert lines[1].split()[0] == "greedy"
+    best = lines[-1].split()
+    assert best[0] == "best:" and (float(best[2]), float(best[4])) in {(0, -1), (0, 2), (1, -1), (1, 2)}
+    assert float(best[6].strip("(WER%,")) == min(wers)
+
+
+def test_write_arpa_is_readable(tmp_path):
+    model = estimate([s.split() for s in SENTENCES], order=2)
+    write_arpa(model, tmp_path / "m.arpa")
+    back = read_arpa(tmp_path / "m.arpa")
+    assert len(back[1]) == len(model[1])
+    p, bow = back[0][("stop",)]
+    assert p == pytest.approx(math.log10(model[0][("stop",)][0]), abs=1e-6)
+    assert bow == pytest.approx(math.log10(model[0][("stop",)][1]), abs=1e-6)
+
+
+def test_search_pairs_grid_and_random():
+    assert search_pairs([0, 1], [-1, 2]) == [(0, -1), (0, 2), (1, -1), (1, 2)]
+    pairs = search_pairs([0.5, 2], [-1, 0, 3], n_random=20, seed=1)
+    assert len(pairs) == 20 and len(set(pairs)) == 20
+    assert all(0.5 <= a <= 2 and -1 <= b <= 3 for a, b in pairs)
+    assert pairs == search_pairs([0.5, 2], [-1, 0, 3], n_random=20, seed=1)
+
+
+def test_arpa_scores_in_flashlight_kenlm_match(tmp_path):
+    from flashlight.lib.text.decoder.kenlm import KenLM
+    from flashlight.lib.text.dictionary import Dictionary
+
+    (tmp_path / "t.txt").write_text("\n".join(SENTENCES))
+    build_arpa(tmp_path / "t.txt", tmp_path / "m.arpa", order=3)
+    model = read_arpa(tmp_path / "m.arpa")
+    words = ["stop", "the", "music", "now", "zebra", UNK]
+    d = Dictionary(words)
+    lm = KenLM(str(tmp_path / "m.arpa"), d)
+    state, context = lm.start(False), ["<s>"]
+    for w in ["stop", "the", "music", "now", "zebra", "now"]:
+        state, score = lm.score(state, d.get_index(w))
+        assert score == pytest.approx(arpa_logprob(model, context, w), abs=1e-5), w
+        context.append(w)
+    assert lm.finish(state)[1] == pytest.approx(arpa_logprob(model, context, "</s>"), abs=1e-5)
