@@ -3,6 +3,13 @@
 ``train(cfg)`` is the library entry point; ``asr-train`` (``cli``) wraps it in Hydra::
 
     asr-train experiment=demo optim.lr=2e-3 epochs=30
+    torchrun --standalone --nproc-per-node 4 -m asr.train experiment=demo   # 4 GPUs (DDP)
+
+Fault tolerance: ``last.pt`` holds everything needed to continue exactly where the run
+stopped (model, optimizer, scheduler, grad scaler, every rank's RNG states, epoch and
+batch position inside the epoch); it is rewritten every ``checkpoint_every`` steps (with a
+copy in ``checkpoints/step-N.pt``, the newest ``keep_last_n`` kept), at each epoch end and
+on SIGTERM/SIGINT. ``resume=true`` continues from the newest good one.
 """
 
 from __future__ import annotations
@@ -11,8 +18,11 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import random
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,17 +32,20 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from asr import distributed
 from asr.augment import AugmentConfig, SpecAugment, WaveAugment
-from asr.checkpoint import load_checkpoint, save_checkpoint
-from asr.data import AudioDataset, DataConfig, DurationBatchSampler, collate, drop_unalignable, read_manifest
+from asr.checkpoint import (epoch_path, link_or_copy, list_checkpoints, load_latest, periodic_path,
+                            prune_checkpoints, save_checkpoint)
+from asr.data import AudioDataset, Batch, DataConfig, DurationBatchSampler, collate, drop_unalignable, read_manifest
 from asr.evaluate import evaluate
 from asr.features import FeatureConfig, encoder_steps
+from asr.metrics import ErrorRates, error_rates
 from asr.model import ModelConfig
-from asr.plots import plot_curves
 from asr.optim import OptimConfig, build_optimizer
+from asr.plots import plot_curves
 from asr.recognizer import Recognizer
 from asr.text import Vocabulary
-from asr.utils import UserError, autocast_dtype, resolve_device
+from asr.utils import UserError, autocast_dtype
 
 log = logging.getLogger("asr.train")
 
@@ -51,16 +64,386 @@ class TrainConfig:
     resume: bool = False
     log_every: int = 25
     progress: bool = True
+    checkpoint_every: int = 1000  # also write last.pt and checkpoints/step-N.pt every N steps (0: epoch ends only)
+    keep_last_n: int = 3  # periodic (and per-epoch weight) checkpoints kept (0: all)
+    max_bad_steps: int = 20  # stop when this many steps in a row have a non-finite loss or gradient
+    average_last: int = 0  # at the end, average the weights of the last N epochs into averaged.pt (0: off)
+    patience: int = 0  # stop early after N epochs without a better dev WER (0: never)
+    shuffle: bool = True  # shuffle batches each epoch (false: shortest first, for exact comparisons)
+    deterministic: bool = False  # torch.use_deterministic_algorithms: bit-exact reruns (slower on GPU)
+    threads: int = 0  # CPU threads for torch (0: torch's default); 1 is fastest on a busy shared machine
     features: FeatureConfig = field(default_factory=FeatureConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """Rebuild a config from ``dataclasses.asdict`` output, e.g. a run's ``config.yaml``."""
+        nested = {f.name: f.default_factory for f in dataclasses.fields(cls) if callable(f.default_factory)}
+        return cls(**{k: nested[k](**v) if k in nested else v for k, v in d.items()})
+
+    def __post_init__(self) -> None:
+        for key in ("checkpoint_every", "keep_last_n", "max_bad_steps", "average_last", "patience", "max_steps",
+                    "threads"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key}={getattr(self, key)}; expected 0 or a positive number")
+
+
+class TrainingInterrupted(Exception):
+    """SIGTERM or SIGINT arrived; ``last.pt`` was written. ``asr-train`` exits ``128 + signum``."""
+
+    def __init__(self, signum: int, step: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}; "
+                         "last.pt holds the state, continue with resume=true")
+        self.signum = signum
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Train a model as ``cfg`` says; returns the best dev metrics.
+
+    Writes to ``cfg.exp_dir`` (rank 0 only): ``config.yaml``, ``metrics.jsonl``,
+    ``tensorboard/``, ``last.pt`` (full training state), ``best.pt`` (lowest dev WER),
+    ``checkpoints/`` (periodic states and per-epoch weights), ``curves.png`` and, with
+    ``average_last``, ``averaged.pt``. Under ``torchrun`` every rank trains on its shard of
+    the batches with DistributedDataParallel.
+    """
+    ctx, device = distributed.init(cfg.device)
+    saved = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark, torch.get_num_threads()
+    try:
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        with StopSignals() as stop:
+            return _train(cfg, ctx, device, stop)
+    finally:  # leave the process as it was (train() may be called from a notebook or a test)
+        torch.use_deterministic_algorithms(saved[0])
+        torch.backends.cudnn.benchmark = saved[1]
+        torch.set_num_threads(saved[2])
+        distributed.shutdown()
+
+
+def _train(cfg: TrainConfig, ctx: distributed.Context, device: torch.device, stop: "StopSignals") -> dict:
+    exp_dir = Path(cfg.exp_dir)
+    if ctx.is_main:
+        exp_dir.mkdir(parents=True, exist_ok=True)
+        _write_config(cfg, exp_dir / "config.yaml")
+    else:
+        _quiet_logging()
+    amp_dtype = autocast_dtype(device, cfg.precision)
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    seed_everything(cfg.seed)
+
+    # Data: manifests -> dataset -> duration-bucketed batches, every rank its share.
+    vocab = Vocabulary(cfg.data.chars)
+    # Speed perturbation shortens audio by up to the fastest speed: keep labels alignable then too.
+    fastest = max(cfg.augment.speeds or [1.0])
+    steps = lambda d: encoder_steps(d / fastest, cfg.features, cfg.model.subsample)  # noqa: E731
+    train_utts = drop_unalignable(read_manifest(cfg.data.train_manifest), vocab, steps, "train")
+    dev_utts = read_manifest(cfg.data.dev_manifest)
+    if not train_utts:
+        raise UserError(f"{cfg.data.train_manifest}: no utterance can be trained on (all transcripts empty "
+                        "or too long for their audio); check the manifest's text and duration fields")
+    if ctx.enabled:
+        distributed.check_agreement(_rank_independent(cfg), vocab.tokens, {
+            "train": distributed.fingerprint([(u.id, u.duration, u.text) for u in train_utts]),
+            "dev": distributed.fingerprint([(u.id, u.duration, u.text) for u in dev_utts])})
+    sampler = DurationBatchSampler([u.duration for u in train_utts], cfg.data.max_batch_seconds,
+                                   cfg.data.max_batch_size, shuffle=cfg.shuffle, seed=cfg.seed,
+                                   num_replicas=ctx.world_size, rank=ctx.rank, item_seeds=True)
+    if len(sampler) == 0:
+        raise UserError(f"{cfg.data.train_manifest}: {len(train_utts)} utterances make fewer batches than the "
+                        f"{ctx.world_size} ranks; use fewer ranks or a smaller data.max_batch_seconds")
+    wave_augment = WaveAugment(cfg.augment, cfg.features.sample_rate) if cfg.augment.wave_enabled else None
+    train_set = AudioDataset(train_utts, vocab, cfg.features.sample_rate, transform=wave_augment)
+    # Own generator: creating the loader's iterator must not draw from the global RNG
+    # (dropout's), or a run resumed inside an epoch would diverge from an uninterrupted one.
+    loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.data.num_workers,
+                        pin_memory=device.type == "cuda", persistent_workers=cfg.data.num_workers > 0,
+                        worker_init_fn=_ignore_sigint, generator=torch.Generator().manual_seed(cfg.seed))
+    log.info("train: %d utterances (%.2f h), %d batches/epoch%s, padding %.1f%%; dev: %d utterances",
+             len(train_utts), sum(u.duration for u in train_utts) / 3600, len(sampler),
+             f" on each of {ctx.world_size} ranks" if ctx.enabled else "", 100 * sampler.padding_fraction(),
+             len(dev_utts))
+
+    # Model, optimizer, schedule.
+    recognizer = Recognizer(cfg.features, cfg.model, vocab).to(device)
+    spec_augment = SpecAugment(cfg.augment).to(device) if cfg.augment.spec_enabled else torch.nn.Identity()
+    if cfg.features.normalize == "global":
+        stats = DataLoader(AudioDataset(train_utts[:500], vocab, cfg.features.sample_rate), batch_size=16,
+                           collate_fn=collate)
+        recognizer.features.fit_global_stats((b.waves, b.wave_lengths) for b in stats)
+    model = recognizer.model
+    if ctx.enabled:  # gradients averaged over ranks; weights start equal (broadcast from rank 0)
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+        seed_everything(cfg.seed + 1_000_003 * ctx.rank)  # each rank its own dropout/masking draws
+    total_steps = cfg.epochs * len(sampler)
+    if cfg.max_steps:
+        total_steps = min(total_steps, cfg.max_steps)
+    optimizer, scheduler = build_optimizer(recognizer.model.parameters(), cfg.optim, total_steps)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    ctc = torch.nn.CTCLoss(blank=vocab.blank, reduction="mean", zero_infinity=True)
+    n_params = sum(p.numel() for p in recognizer.parameters())
+    log.info("model: %s, %.2fM parameters, device %s, precision %s%s", cfg.model.rnn_type, n_params / 1e6,
+             device, amp_dtype or "fp32", f", {ctx.world_size} ranks (DDP)" if ctx.enabled else "")
+
+    # Where we are: epoch, batches consumed in it, optimizer steps, early-stopping and
+    # bad-step counters, the epoch's running loss. Saved in every checkpoint.
+    progress = {"epoch": 0, "batch": 0, "step": 0, "best_wer": math.inf, "since_best": 0, "bad_steps": 0,
+                "bad_in_row": 0, "loss_sum": 0.0, "n_batches": 0, "world_size": ctx.world_size}
+    last, best = exp_dir / "last.pt", exp_dir / "best.pt"
+    found = None
+    if cfg.resume:  # rank 0 reads the checkpoint and sends it: other nodes need not see exp_dir
+        found = distributed.broadcast_object(load_latest(exp_dir, warn=log.warning) if ctx.is_main else None)
+    if found is not None:
+        path, state = found
+        recognizer.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        ranks = state.get("rng_ranks") or [state["rng"]]
+        set_rng_state(ranks[ctx.rank] if len(ranks) == ctx.world_size else state["rng"])
+        progress.update(state["progress"])
+        if progress["world_size"] != ctx.world_size and progress["batch"]:
+            log.warning("resuming on %d ranks a run saved on %d: epoch %d restarts from its first batch",
+                        ctx.world_size, progress["world_size"], progress["epoch"] + 1)
+            progress.update(batch=0, loss_sum=0.0, n_batches=0)
+        progress["world_size"] = ctx.world_size
+        log.info("resumed from %s at epoch %d, batch %d, step %d", path, progress["epoch"] + 1,
+                 progress["batch"], progress["step"])
+    elif cfg.resume:
+        log.info("resume=true but %s holds no checkpoint yet: starting from scratch", exp_dir)
+
+    def training_state() -> dict:
+        rngs = distributed.all_gather_objects(rng_state())  # collective: every rank calls this
+        return {**recognizer.describe(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(), "rng": rngs[0], "rng_ranks": rngs, "progress": dict(progress),
+                "config": dataclasses.asdict(cfg)}
+
+    def save_periodic() -> None:
+        state = training_state()
+        if ctx.is_main:
+            path = periodic_path(exp_dir, progress["step"])
+            save_checkpoint(path, state)
+            link_or_copy(path, last)
+            prune_checkpoints(exp_dir, cfg.keep_last_n, "step")
+
+    metrics = MetricsLog(exp_dir, progress["step"] if found else None) if ctx.is_main else None
+    result: dict = {}
+    try:
+        for epoch in range(progress["epoch"], cfg.epochs):
+            if (cfg.max_steps and progress["step"] >= cfg.max_steps) or _early_stop(cfg, progress):
+                break
+            sampler.set_epoch(epoch)
+            sampler.skip = progress["batch"]  # resuming inside this epoch
+            recognizer.train()
+            spec_augment.train()
+            start = time.time()
+            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and ctx.is_main),
+                       leave=False, dynamic_ncols=True, file=sys.stderr)
+            for batch in bar:
+                progress["batch"] += 1
+                loss, grad_norm = train_step(recognizer, model, spec_augment, ctc, optimizer, scaler, batch, device,
+                                             amp_dtype, cfg.optim.grad_clip)
+                # One small all-reduce: mean loss over ranks, the (already averaged) gradient
+                # norm, and whether any rank was asked to stop. Every rank decides alike.
+                stats = torch.stack([loss.detach().float(), grad_norm.detach().float(),
+                                     torch.tensor(float(stop.signum), device=device)])
+                loss_value, norm_value, stop_any = distributed.all_reduce_mean(stats).tolist()
+                if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
+                    scaler.update()  # fp16: lowers the scale after an overflow
+                    if scaler.is_enabled() and math.isfinite(loss_value):
+                        log.info("step %d: fp16 gradient overflow, loss scale lowered", progress["step"])
+                    else:
+                        _bad_step(progress, cfg, epoch, metrics)
+                else:
+                    scaler.step(optimizer)
+                    scaler.update()
+                    scheduler.step()
+                    progress["step"] += 1
+                    progress["bad_in_row"] = 0
+                    progress["loss_sum"] += loss_value
+                    progress["n_batches"] += 1
+                    bar.set_postfix(loss=f"{loss_value:.3f}")
+                    if metrics and progress["step"] % cfg.log_every == 0:
+                        metrics.write({"kind": "train", "epoch": epoch, "step": progress["step"], "loss": loss_value,
+                                       "grad_norm": norm_value, "lr": scheduler.get_last_lr()[0]}, progress["step"])
+                if stop_any:
+                    save_periodic()
+                    raise TrainingInterrupted(stop.signum or signal.SIGTERM, progress["step"])
+                if cfg.checkpoint_every and progress["step"] % cfg.checkpoint_every == 0 \
+                        and progress["bad_in_row"] == 0 and progress["step"]:
+                    save_periodic()
+                if cfg.max_steps and progress["step"] >= cfg.max_steps:
+                    break
+            bar.close()
+            sampler.skip = 0
+
+            dev_loss, dev_rates = _evaluate_dev(recognizer, dev_utts, ctx, device, cfg)
+            result = {"kind": "epoch", "epoch": epoch + 1, "step": progress["step"],
+                      "train_loss": progress["loss_sum"] / max(progress["n_batches"], 1), "dev_loss": dev_loss,
+                      "dev_wer": dev_rates.wer, "dev_cer": dev_rates.cer, "skipped_steps": progress["bad_steps"],
+                      "seconds": time.time() - start}
+            improved = dev_rates.wer < progress["best_wer"]
+            progress.update(epoch=epoch + 1, batch=0, loss_sum=0.0, n_batches=0,
+                            best_wer=min(dev_rates.wer, progress["best_wer"]),
+                            since_best=0 if improved else progress["since_best"] + 1)
+            log.info("epoch %d: train loss %.3f, dev loss %.3f, dev %s, %.0f s%s", epoch + 1,
+                     result["train_loss"], dev_loss, dev_rates.summary(), result["seconds"],
+                     " (best)" if improved else "")
+            state = training_state()
+            if ctx.is_main:
+                metrics.write(result, progress["step"])
+                save_checkpoint(last, state)
+                if improved:
+                    link_or_copy(last, best)
+                save_checkpoint(epoch_path(exp_dir, epoch + 1), recognizer.describe())
+                prune_checkpoints(exp_dir, max(cfg.keep_last_n, cfg.average_last) if cfg.keep_last_n else 0, "epoch")
+                plot_curves(exp_dir / "metrics.jsonl", exp_dir / "curves.png")
+            if _early_stop(cfg, progress):
+                log.info("early stop: dev WER has not improved for %d epochs (best %.2f%%)", cfg.patience,
+                         100 * progress["best_wer"])
+        if cfg.average_last and ctx.is_main and list_checkpoints(exp_dir, "epoch"):
+            result["averaged_dev_wer"] = _average(cfg, exp_dir, dev_utts, device, metrics)
+        distributed.barrier()
+    finally:
+        if metrics:
+            metrics.close()
+    return {"best_dev_wer": progress["best_wer"], **result}
+
+
+def train_step(recognizer: Recognizer, model: torch.nn.Module, spec_augment: torch.nn.Module,
+               ctc: torch.nn.CTCLoss, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+               batch: Batch, device: torch.device, amp_dtype: torch.dtype | None,
+               grad_clip: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features on ``device``, forward, CTC loss, backward; gradients unscaled and clipped.
+
+    ``model`` is ``recognizer.model`` or its DDP wrapper. The optimizer is not stepped
+    (``scaler.step(optimizer)``, ``scaler.update()``, ``scheduler.step()`` follow).
+    Returns ``(loss, grad_norm)``, 0-d tensors on ``device`` (possibly non-finite).
+    """
+    optimizer.zero_grad(set_to_none=True)
+    waves = batch.waves.to(device, non_blocking=True)  # (batch, samples)
+    wave_lengths = batch.wave_lengths.to(device, non_blocking=True)
+    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        feats, frames = recognizer.features(waves, wave_lengths)  # (batch, frames, n_mels)
+        log_probs, lengths = model(spec_augment(feats), frames)  # (batch, steps, vocab)
+    loss = ctc(log_probs.float().transpose(0, 1), batch.targets.to(device, non_blocking=True), lengths,
+               batch.target_lengths.to(device, non_blocking=True))
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(recognizer.model.parameters(), grad_clip)
+    return loss, grad_norm
+
+
+def _early_stop(cfg: TrainConfig, progress: dict) -> bool:
+    return bool(cfg.patience) and progress["since_best"] >= cfg.patience
+
+
+def _bad_step(progress: dict, cfg: TrainConfig, epoch: int, metrics: "MetricsLog | None") -> None:
+    """Count a skipped step (non-finite loss or gradient); stop after too many in a row."""
+    progress["bad_steps"] += 1
+    progress["bad_in_row"] += 1
+    log.warning("epoch %d, step %d: non-finite loss or gradient, step skipped (%d in a row, %d in all)",
+                epoch + 1, progress["step"], progress["bad_in_row"], progress["bad_steps"])
+    if metrics:
+        metrics.write({"kind": "skip", "epoch": epoch, "step": progress["step"], "skipped_steps": progress["bad_steps"],
+                       "in_a_row": progress["bad_in_row"]}, progress["step"])
+    if cfg.max_bad_steps and progress["bad_in_row"] >= cfg.max_bad_steps:
+        raise UserError(f"training diverged: {progress['bad_in_row']} steps in a row had a non-finite loss or "
+                        f"gradient (epoch {epoch + 1}, step {progress['step']}); lower optim.lr, raise "
+                        "optim.warmup_steps or check the data, then resume=true continues from last.pt "
+                        "(the last good state)")
+
+
+def _evaluate_dev(recognizer: Recognizer, dev_utts: list, ctx: distributed.Context, device: torch.device,
+                  cfg: TrainConfig) -> tuple[float, ErrorRates]:
+    """Dev loss and error rates; each rank decodes its share and the counts are combined."""
+    shard = dev_utts[ctx.rank::ctx.world_size]
+    part: tuple[list, list, float] = ([], [], 0.0)
+    if shard:
+        ev = evaluate(recognizer, shard, device=device, precision=cfg.precision,
+                      max_batch_seconds=cfg.data.max_batch_seconds)
+        part = (ev.references, ev.hypotheses, ev.loss * len(shard))
+    parts = distributed.all_gather_objects(part)
+    refs = [r for p in parts for r in p[0]]
+    hyps = [h for p in parts for h in p[1]]
+    return sum(p[2] for p in parts) / max(len(dev_utts), 1), error_rates(refs, hyps)
+
+
+def _average(cfg: TrainConfig, exp_dir: Path, dev_utts: list, device: torch.device,
+             metrics: "MetricsLog | None") -> float:
+    """Average the last ``cfg.average_last`` epochs' weights into ``averaged.pt``; its dev WER."""
+    from asr.average import average_checkpoints
+
+    paths = list_checkpoints(exp_dir, "epoch")[-cfg.average_last:]
+    state = average_checkpoints(paths)
+    save_checkpoint(exp_dir / "averaged.pt", state)
+    averaged = Recognizer.from_checkpoint(state, device)
+    ev = evaluate(averaged, dev_utts, device=device, precision=cfg.precision,
+                  max_batch_seconds=cfg.data.max_batch_seconds)
+    log.info("averaged.pt: weights of %s averaged; dev loss %.3f, dev %s", ", ".join(p.stem for p in paths),
+             ev.loss, ev.rates.summary())
+    if metrics:
+        metrics.write({"kind": "average", "epochs": len(paths), "dev_loss": ev.loss, "dev_wer": ev.rates.wer,
+                       "dev_cer": ev.rates.cer}, 0)
+    return ev.rates.wer
+
+
+class StopSignals:
+    """While active, SIGTERM and SIGINT only set ``signum``: the training loop finishes the
+    step, writes ``last.pt`` and stops. A second signal interrupts at once."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self._old: dict = {}
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
+        return self
+
+    def _handle(self, signum: int, _frame) -> None:
+        if self.signum:
+            raise KeyboardInterrupt
+        self.signum = signum
+        log.warning("%s received: writing last.pt after this step (again to stop at once)",
+                    signal.Signals(signum).name)
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+
+
+def _ignore_sigint(_worker_id: int) -> None:
+    """Loader workers leave Ctrl-C to the main process, which checkpoints before stopping."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _quiet_logging() -> None:
+    """Ranks other than 0 log warnings only, and not to rank 0's train.log."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler):
+            root.removeHandler(handler)
+            handler.close()
+    logging.getLogger("asr").setLevel(logging.WARNING)
+
+
+def _rank_independent(cfg: TrainConfig) -> dict:
+    """The config every rank must share (``progress`` is display only)."""
+    d = dataclasses.asdict(cfg)
+    d.pop("progress")
+    return d
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
@@ -84,12 +467,20 @@ def set_rng_state(state: dict) -> None:
 class MetricsLog:
     """Appends JSON lines to ``metrics.jsonl`` and scalars to TensorBoard."""
 
-    def __init__(self, exp_dir: Path):
-        self.file = open(exp_dir / "metrics.jsonl", "a", encoding="utf-8")
+    def __init__(self, exp_dir: Path, resume_step: int | None = None):
+        path = exp_dir / "metrics.jsonl"
+        if resume_step is not None and path.is_file():  # drop records a killed run wrote after its checkpoint
+            from asr.utils import atomic_open
+
+            lines = path.read_text(encoding="utf-8").splitlines()
+            with atomic_open(path) as f:
+                f.writelines(line + "\n" for line in lines if line.strip() and _step_of(line) <= resume_step)
+        self.file = open(path, "a", encoding="utf-8")
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(str(exp_dir / "tensorboard"))
+            self.tb = SummaryWriter(str(exp_dir / "tensorboard"),
+                                    purge_step=resume_step + 1 if resume_step is not None else None)
         except ImportError:  # tensorboard is optional at run time
             self.tb = None
 
@@ -107,134 +498,11 @@ class MetricsLog:
             self.tb.close()
 
 
-def train(cfg: TrainConfig) -> dict:
-    """Train a model as ``cfg`` says; returns the best dev metrics.
-
-    Writes to ``cfg.exp_dir``: ``config.yaml``, ``metrics.jsonl``, ``tensorboard/``,
-    ``last.pt`` (every epoch, with optimizer, scheduler and RNG state) and ``best.pt``
-    (lowest dev WER).
-    """
-    exp_dir = Path(cfg.exp_dir)
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    _write_config(cfg, exp_dir / "config.yaml")
-    device = resolve_device(cfg.device)
-    amp_dtype = autocast_dtype(device, cfg.precision)
-    seed_everything(cfg.seed)
-
-    # Data: manifests -> dataset -> duration-bucketed batches.
-    vocab = Vocabulary(cfg.data.chars)
-    steps = lambda d: encoder_steps(d, cfg.features, cfg.model.subsample)  # noqa: E731
-    train_utts = drop_unalignable(read_manifest(cfg.data.train_manifest), vocab, steps, "train")
-    dev_utts = read_manifest(cfg.data.dev_manifest)
-    if not train_utts:
-        raise UserError(f"{cfg.data.train_manifest}: no utterance can be trained on (all transcripts empty "
-                        "or too long for their audio); check the manifest's text and duration fields")
-    sampler = DurationBatchSampler([u.duration for u in train_utts], cfg.data.max_batch_seconds,
-                                   cfg.data.max_batch_size, shuffle=True, seed=cfg.seed, item_seeds=True)
-    wave_augment = WaveAugment(cfg.augment, cfg.features.sample_rate) if cfg.augment.wave_enabled else None
-    train_set = AudioDataset(train_utts, vocab, cfg.features.sample_rate, transform=wave_augment)
-    loader = DataLoader(train_set, batch_sampler=sampler,
-                        collate_fn=collate, num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda",
-                        persistent_workers=cfg.data.num_workers > 0)
-    log.info("train: %d utterances (%.2f h), %d batches/epoch, padding %.1f%%; dev: %d utterances",
-             len(train_utts), sum(u.duration for u in train_utts) / 3600, len(sampler),
-             100 * sampler.padding_fraction(), len(dev_utts))
-
-    # Model, optimizer, schedule.
-    recognizer = Recognizer(cfg.features, cfg.model, vocab).to(device)
-    spec_augment = SpecAugment(cfg.augment).to(device) if cfg.augment.spec_enabled else torch.nn.Identity()
-    if cfg.features.normalize == "global":
-        stats = DataLoader(AudioDataset(train_utts[:500], vocab, cfg.features.sample_rate), batch_size=16,
-                           collate_fn=collate)
-        recognizer.features.fit_global_stats((b.waves, b.wave_lengths) for b in stats)
-    total_steps = cfg.epochs * len(sampler)
-    if cfg.max_steps:
-        total_steps = min(total_steps, cfg.max_steps)
-    optimizer, scheduler = build_optimizer(recognizer.model.parameters(), cfg.optim, total_steps)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    ctc = torch.nn.CTCLoss(blank=vocab.blank, reduction="mean", zero_infinity=True)
-    n_params = sum(p.numel() for p in recognizer.parameters())
-    log.info("model: %s, %.2fM parameters, device %s, precision %s", cfg.model.rnn_type, n_params / 1e6,
-             device, amp_dtype or "fp32")
-
-    progress = {"epoch": 0, "step": 0, "best_wer": math.inf}
-    last, best = exp_dir / "last.pt", exp_dir / "best.pt"
-    if cfg.resume and last.exists():
-        state = load_checkpoint(last)
-        recognizer.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
-        progress = state["progress"]
-        log.info("resumed from %s at epoch %d, step %d", last, progress["epoch"], progress["step"])
-
-    def checkpoint(path: Path) -> None:
-        save_checkpoint(path, {**recognizer.describe(), "optimizer": optimizer.state_dict(),
-                               "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                               "rng": rng_state(), "progress": dict(progress), "config": dataclasses.asdict(cfg)})
-
-    metrics = MetricsLog(exp_dir)
-    result: dict = {}
+def _step_of(line: str) -> float:
     try:
-        for epoch in range(progress["epoch"], cfg.epochs):
-            if cfg.max_steps and progress["step"] >= cfg.max_steps:
-                break
-            sampler.set_epoch(epoch)
-            recognizer.train()
-            spec_augment.train()
-            start, loss_sum, n_batches = time.time(), 0.0, 0
-            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress,
-                       leave=False, dynamic_ncols=True, file=sys.stderr)
-            for batch in bar:
-                waves, wave_lengths = batch.waves.to(device, non_blocking=True), batch.wave_lengths.to(device)
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    feats, frames = recognizer.features(waves, wave_lengths)  # (batch, frames, n_mels)
-                    log_probs, lengths = recognizer.model(spec_augment(feats), frames)  # (batch, steps, vocab)
-                loss = ctc(log_probs.float().transpose(0, 1), batch.targets.to(device), lengths,
-                           batch.target_lengths.to(device))
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                grad_norm = torch.nn.utils.clip_grad_norm_(recognizer.model.parameters(), cfg.optim.grad_clip)
-                if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
-                    log.warning("step %d: non-finite loss or gradient; step skipped", progress["step"])
-                    scaler.update()
-                    continue
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                progress["step"] += 1
-                loss_sum, n_batches = loss_sum + loss.item(), n_batches + 1
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-                if progress["step"] % cfg.log_every == 0:
-                    metrics.write({"kind": "train", "epoch": epoch, "step": progress["step"], "loss": loss.item(),
-                                   "grad_norm": grad_norm.item(), "lr": scheduler.get_last_lr()[0]},
-                                  progress["step"])
-                if cfg.max_steps and progress["step"] >= cfg.max_steps:
-                    break
-            bar.close()
-
-            dev = evaluate(recognizer, dev_utts, device=device, precision=cfg.precision,
-                           max_batch_seconds=cfg.data.max_batch_seconds)
-            progress["epoch"] = epoch + 1
-            result = {"kind": "epoch", "epoch": epoch + 1, "step": progress["step"],
-                      "train_loss": loss_sum / max(n_batches, 1), "dev_loss": dev.loss, "dev_wer": dev.rates.wer,
-                      "dev_cer": dev.rates.cer, "seconds": time.time() - start}
-            metrics.write(result, progress["step"])
-            improved = dev.rates.wer < progress["best_wer"]
-            if improved:
-                progress["best_wer"] = dev.rates.wer
-            log.info("epoch %d: train loss %.3f, dev loss %.3f, dev %s, %.0f s%s", epoch + 1,
-                     result["train_loss"], dev.loss, dev.rates.summary(), result["seconds"],
-                     " (best)" if improved else "")
-            checkpoint(last)
-            if improved:
-                checkpoint(best)
-            plot_curves(exp_dir / "metrics.jsonl", exp_dir / "curves.png")
-    finally:
-        metrics.close()
-    return {"best_dev_wer": progress["best_wer"], **result}
+        return json.loads(line).get("step", 0)
+    except (json.JSONDecodeError, AttributeError):
+        return math.inf  # a torn last line: dropped
 
 
 def _write_config(cfg: TrainConfig, path: Path) -> None:
@@ -246,11 +514,23 @@ def _write_config(cfg: TrainConfig, path: Path) -> None:
         yaml.safe_dump(dataclasses.asdict(cfg), f, sort_keys=False)
 
 
+def _run(cfg: TrainConfig) -> None:
+    try:
+        train(cfg)
+    except TrainingInterrupted as e:
+        log.warning("%s", e)
+        print(f"asr-train: {e}", file=sys.stderr)
+        sys.exit(128 + e.signum)
+    except KeyboardInterrupt:
+        print("asr-train: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
 def cli() -> None:
     """``asr-train``: Hydra composes ``conf/`` with the command line, then calls :func:`train`."""
     from asr.config import hydra_main
 
-    hydra_main(train, TrainConfig)
+    hydra_main(_run, TrainConfig)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,157 @@
+"""Training throughput: the full ``asr-train`` step against the bare ``nn.LSTM`` kernel.
+
+Both sides see the same batches (duration-bucketed, from a manifest) and the same shapes:
+
+- full: waveforms -> log-mel features on the device -> BiRNN-CTC -> CTC loss -> backward
+  -> gradient clipping -> AdamW and schedule step (``asr.train.train_step`` and the three
+  calls that follow it in ``asr.train.train``);
+- bare: ``nn.LSTM(num_layers, bidirectional)`` forward and backward on random input of the
+  model's encoder shape ``(batch, steps, n_mels * subsample)``.
+
+It prints seconds of (unpadded) audio trained per wall-clock second for both, and their
+ratio. The two sides alternate batch by batch (full, bare, full, bare, ...), so a noisy
+shared machine affects both alike, and the fastest repetition of each side is kept (the
+medians are printed too). CPU runs use one thread::
+
+    python bench/train_throughput.py                       # demo workload, CPU
+    python bench/train_throughput.py --device cuda --precision bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from asr.data import AudioDataset, DurationBatchSampler, collate, read_manifest  # noqa: E402
+from asr.features import FeatureConfig  # noqa: E402
+from asr.model import ModelConfig  # noqa: E402
+from asr.optim import OptimConfig, build_optimizer  # noqa: E402
+from asr.recognizer import Recognizer  # noqa: E402
+from asr.text import Vocabulary  # noqa: E402
+from asr.train import train_step  # noqa: E402
+from asr.utils import autocast_dtype, resolve_device  # noqa: E402
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--manifest", default=str(REPO / "exp/demo/data/train.jsonl"))
+    p.add_argument("--batches", type=int, default=6, help="batches per repetition")
+    p.add_argument("--repeats", type=int, default=5, help="interleaved repetitions per side")
+    p.add_argument("--max-batch-seconds", type=float, default=100.0, help="as conf/experiment/demo.yaml")
+    p.add_argument("--hidden", type=int, default=192)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--n-mels", type=int, default=64)
+    p.add_argument("--subsample", type=int, default=3)
+    p.add_argument("--dropout", type=float, default=0.1, help="model dropout (demo: 0.1; the bare kernel has none)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="fp32", help="fp32, bf16 or fp16 (autocast, CUDA)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+    return p.parse_args()
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    device = resolve_device(args.device)
+    amp_dtype = autocast_dtype(device, args.precision)
+
+    vocab = Vocabulary()
+    feature_cfg = FeatureConfig(n_mels=args.n_mels)
+    model_cfg = ModelConfig(hidden_size=args.hidden, num_layers=args.layers, subsample=args.subsample,
+                            dropout=args.dropout)
+    utts = read_manifest(args.manifest)
+    sampler = DurationBatchSampler([u.duration for u in utts], args.max_batch_seconds, 64, shuffle=True, seed=1)
+    loader = DataLoader(AudioDataset(utts, vocab, feature_cfg.sample_rate), batch_sampler=sampler,
+                        collate_fn=collate, num_workers=1, pin_memory=device.type == "cuda")
+    start = time.perf_counter()
+    batches = []
+    for batch in loader:
+        batches.append(batch)
+        if len(batches) == args.batches:
+            break
+    load_s = time.perf_counter() - start
+    audio_s = sum(b.wave_lengths.sum().item() for b in batches) / feature_cfg.sample_rate
+
+    # The full training step, as asr.train.train runs it.
+    recognizer = Recognizer(feature_cfg, model_cfg, vocab).to(device).train()
+    optimizer, scheduler = build_optimizer(recognizer.model.parameters(), OptimConfig(), 10_000)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    ctc = torch.nn.CTCLoss(blank=vocab.blank, reduction="mean", zero_infinity=True)
+    identity = torch.nn.Identity()
+
+    def full(batch) -> None:
+        train_step(recognizer, recognizer.model, identity, ctc, optimizer, scaler, batch, device, amp_dtype, 5.0)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+
+    # The bare kernel on the same encoder shapes.
+    lstm = torch.nn.LSTM(args.n_mels * args.subsample, args.hidden, num_layers=args.layers, batch_first=True,
+                         bidirectional=True).to(device)
+    shapes = []
+    for b in batches:
+        frames = feature_cfg.num_frames(b.waves.shape[1])
+        shapes.append((b.waves.shape[0], -(-frames // args.subsample)))
+    inputs = [torch.randn(n, t, args.n_mels * args.subsample, device=device) for n, t in shapes]
+
+    def bare(x) -> None:
+        lstm.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            y, _ = lstm(x)
+        y.float().sum().backward()
+
+    for batch, x in zip(batches, inputs):  # warm-up (allocator, kernels)
+        full(batch), bare(x)
+    # Interleaved batch by batch (full, bare, full, bare, ...): load from other processes
+    # falls on both sides alike. Per side, the fastest of the repetitions is kept.
+    # CPU time of this thread is kept too: with one thread it is the work itself, free of
+    # the waiting that other processes cause, so its ratio is the steadier cross-check.
+    times: dict[str, list[float]] = {"full": [], "bare": []}
+    cpu = {"full": 0.0, "bare": 0.0}
+    for _ in range(args.repeats):
+        total = {"full": 0.0, "bare": 0.0}
+        for batch, x in zip(batches, inputs):
+            for name, fn, arg in (("full", full, batch), ("bare", bare, x)):
+                sync(device)
+                t, c = time.perf_counter(), time.thread_time()
+                fn(arg)
+                sync(device)
+                total[name] += time.perf_counter() - t
+                cpu[name] += time.thread_time() - c
+        for name in total:
+            times[name].append(total[name])
+
+    full_rate = audio_s / min(times["full"])
+    bare_rate = audio_s / min(times["bare"])
+    padded_s = sum(b.waves.numel() for b in batches) / feature_cfg.sample_rate
+    print(f"device {device}, precision {amp_dtype or 'fp32'}, threads {torch.get_num_threads()}; "
+          f"{len(batches)} batches, {audio_s:.1f} s of audio, padding {100 * (1 - audio_s / padded_s):.1f}%; "
+          f"model {args.layers}x{args.hidden} BiLSTM on {args.n_mels}x{args.subsample} features")
+    for name, label, rate in (("full", "full asr-train step ", full_rate), ("bare", "bare nn.LSTM fwd+bwd", bare_rate)):
+        print(f"{label}: {rate:8.1f} s audio / s   (best of {args.repeats}: {min(times[name]):.3f} s, "
+              f"median {statistics.median(times[name]):.3f} s)")
+    ratio_median = statistics.median(times["bare"]) / statistics.median(times["full"])
+    print(f"ratio full / bare   : {full_rate / bare_rate:8.1%}   (target >= 85%; from medians {ratio_median:.1%})")
+    if device.type == "cpu" and torch.get_num_threads() == 1:
+        print(f"ratio of CPU time   : {cpu['bare'] / cpu['full']:8.1%}   (bare / full thread CPU seconds, "
+              f"{cpu['bare']:.2f} / {cpu['full']:.2f})")
+    print(f"data loading (1 worker, first pass): {audio_s / load_s:8.1f} s audio / s")
+
+
+if __name__ == "__main__":
+    main()

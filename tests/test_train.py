@@ -1,0 +1,253 @@
+"""Training loop: exact resume after SIGKILL, SIGTERM checkpointing, non-finite steps,
+early stopping and checkpoint averaging. Tiny synthetic corpora, CPU, a few seconds each."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+import asr.train
+from asr.checkpoint import list_checkpoints, load_checkpoint, load_latest
+from asr.data import DataConfig, Utterance, write_manifest
+from asr.features import FeatureConfig
+from asr.model import ModelConfig
+from asr.optim import OptimConfig
+from asr.train import TrainConfig, TrainingInterrupted, train
+from asr.utils import UserError
+
+REPO = Path(__file__).resolve().parent.parent
+WORDS = ["ab", "cd", "ef", "gh", "ij", "kl"]
+
+
+def write_tone_corpus(root: Path, n: int, seed: int = 0) -> Path:
+    """``n`` utterances of noisy tone sequences, 0.6-1.2 s, with 1-2 word transcripts;
+    returns the manifest. The audio does not match the text: enough to train on."""
+    rng = np.random.default_rng(seed)
+    (root / "wav").mkdir(parents=True, exist_ok=True)
+    utts = []
+    for i in range(n):
+        seconds = float(rng.uniform(0.6, 1.2))
+        t = np.arange(int(seconds * 16000)) / 16000
+        wave = 0.3 * np.sin(2 * np.pi * rng.uniform(200, 2000) * t) + 0.05 * rng.standard_normal(len(t))
+        path = root / "wav" / f"t{i:03d}.wav"
+        sf.write(path, wave.astype(np.float32), 16000, subtype="PCM_16")
+        text = " ".join(rng.choice(WORDS, int(rng.integers(1, 3))))
+        utts.append(Utterance(f"t{i:03d}", str(path), len(t) / 16000, text))
+    manifest = root / "corpus.jsonl"
+    write_manifest(manifest, utts)
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def tones(tmp_path_factory) -> tuple[Path, Path]:
+    """(train manifest with 16 utterances, dev manifest with 4)."""
+    root = tmp_path_factory.mktemp("tones")
+    return write_tone_corpus(root / "train", 16, seed=1), write_tone_corpus(root / "dev", 4, seed=2)
+
+
+# Overrides shared by the subprocess runs: tiny model with dropout, SpecAugment and
+# wave augmentation on, so every source of randomness has to be restored on resume.
+def cli_overrides(train_m: Path, dev_m: Path, exp_dir: Path, *extra: str) -> list[str]:
+    return [f"exp_dir={exp_dir}", f"data.train_manifest={train_m}", f"data.dev_manifest={dev_m}",
+            "data.max_batch_size=2", "data.max_batch_seconds=100", "data.num_workers=0",
+            "model.hidden_size=24", "model.num_layers=2", "model.dropout=0.3", "features.n_mels=16",
+            "augment.time_masks=1", "augment.time_mask_width=5", "augment.freq_masks=1",
+            "augment.freq_mask_width=3", "augment.speeds=[0.9,1.0,1.1]", "augment.noise_prob=0.5",
+            "optim.warmup_steps=2", "optim.lr=3e-3", "epochs=2", "progress=false", "log_every=1",
+            "deterministic=true", *extra]
+
+
+def run_env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def asr_train(args: list[str], **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "asr.train", *args], cwd=REPO, env=run_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def wait_for(proc: subprocess.Popen, condition, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"training ended (rc {proc.returncode}) before the condition held:\n{err[-3000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("timed out waiting for training")
+        time.sleep(0.002)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One thread, as in the ``OMP_NUM_THREADS=1`` subprocesses: identical arithmetic for the
+    exact-resume comparison, and no thread contention on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tones, tmp_path):
+    train_m, dev_m = tones
+    # B: asr-train with periodic checkpoints every 2 steps, SIGKILLed as soon as one exists.
+    b = tmp_path / "b"
+    proc = asr_train(cli_overrides(train_m, dev_m, b, "checkpoint_every=2", "keep_last_n=2"))
+    wait_for(proc, lambda: bool(list_checkpoints(b, "step")))
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    path, state = load_latest(b)
+    batches_per_epoch = 8  # 16 utterances, 2 per batch
+    assert 0 < state["progress"]["batch"] < batches_per_epoch, "the kill should land inside the first epoch"
+    assert state["progress"]["epoch"] == 0 and state["progress"]["step"] % 2 == 0
+    cfg = TrainConfig.from_dict(yaml.safe_load((b / "config.yaml").read_text()))  # what asr-train composed
+    # A: the same run, uninterrupted and without periodic checkpoints.
+    train(dataclasses.replace(cfg, exp_dir=str(tmp_path / "a"), checkpoint_every=0))
+    # C: resume B to the end.
+    train(dataclasses.replace(cfg, resume=True))
+    final_a, final_b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(b / "last.pt")
+    assert final_a["progress"]["step"] == final_b["progress"]["step"] == 16
+    for key, weight in final_a["state_dict"].items():
+        assert torch.equal(weight, final_b["state_dict"][key]), key
+    adam_a, adam_b = final_a["optimizer"]["state"], final_b["optimizer"]["state"]
+    assert all(torch.equal(adam_a[i]["exp_avg_sq"], adam_b[i]["exp_avg_sq"]) for i in adam_a)
+    # The resumed run's metrics hold each step once, with the same losses as the uninterrupted run.
+    losses = lambda d: [(r["step"], r["loss"]) for r in map(json.loads, (d / "metrics.jsonl").open())  # noqa: E731
+                        if r["kind"] == "train"]
+    assert losses(b) == losses(tmp_path / "a")
+    assert len(list_checkpoints(b, "step")) == 2  # keep_last_n pruned the older periodic ones
+
+
+class TermAtCall(torch.nn.CTCLoss):
+    """CTC that delivers SIGTERM to this process during its ``at``-th call."""
+
+    at = 2
+    calls = 0
+
+    def forward(self, *args):
+        TermAtCall.calls += 1
+        if TermAtCall.calls == TermAtCall.at:
+            signal.raise_signal(signal.SIGTERM)
+        return super().forward(*args)
+
+
+def test_sigterm_finishes_the_step_writes_last_checkpoint_and_resumes(tones, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.nn, "CTCLoss", TermAtCall)
+    monkeypatch.setattr(TermAtCall, "calls", 0)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(TrainingInterrupted, match="stopped by SIGTERM at step 2; .* resume=true") as info:
+        train(tiny_config(*tones, tmp_path, checkpoint_every=0))
+    assert info.value.signum == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is before  # handler restored
+    progress = load_checkpoint(tmp_path / "last.pt")["progress"]
+    assert (progress["epoch"], progress["batch"], progress["step"]) == (0, 2, 2)
+    monkeypatch.setattr(TermAtCall, "at", 0)
+    result = train(tiny_config(*tones, tmp_path, checkpoint_every=0, resume=True))
+    assert result["step"] == 8 and result["epoch"] == 2
+
+
+def test_cli_exits_128_plus_signal_after_interruption(monkeypatch, capsys):
+    def interrupted(cfg):
+        raise TrainingInterrupted(signal.SIGINT, 7)
+
+    monkeypatch.setattr(asr.train, "train", interrupted)
+    with pytest.raises(SystemExit) as info:
+        asr.train._run(TrainConfig())
+    assert info.value.code == 128 + signal.SIGINT
+    assert "stopped by SIGINT at step 7" in capsys.readouterr().err
+
+
+def tiny_config(train_m: Path, dev_m: Path, exp_dir: Path, **overrides) -> TrainConfig:
+    cfg = TrainConfig(exp_dir=str(exp_dir), epochs=2, progress=False, log_every=1,
+                      data=DataConfig(train_manifest=str(train_m), dev_manifest=str(dev_m), max_batch_size=4,
+                                      max_batch_seconds=100.0, num_workers=0),
+                      model=ModelConfig(hidden_size=16, num_layers=1, dropout=0.0),
+                      features=FeatureConfig(n_mels=16), optim=OptimConfig(lr=3e-3, warmup_steps=1))
+    for k, v in overrides.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+class FlakyCTC(torch.nn.CTCLoss):
+    """CTC whose loss turns NaN on the calls listed in ``bad`` (so the gradients are NaN too)."""
+
+    bad: set[int] = set()
+    calls = 0
+
+    def forward(self, *args):
+        loss = super().forward(*args)
+        FlakyCTC.calls += 1
+        return loss * float("nan") if FlakyCTC.calls in FlakyCTC.bad else loss
+
+
+def test_non_finite_steps_are_skipped_and_counted(tones, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.nn, "CTCLoss", FlakyCTC)
+    monkeypatch.setattr(FlakyCTC, "bad", {2, 3})
+    monkeypatch.setattr(FlakyCTC, "calls", 0)
+    result = train(tiny_config(*tones, tmp_path, epochs=1))
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").open()]
+    skips = [r for r in records if r["kind"] == "skip"]
+    assert [r["in_a_row"] for r in skips] == [1, 2] and skips[-1]["skipped_steps"] == 2
+    assert result["skipped_steps"] == 2
+    assert result["step"] == 4 - 2  # 16 utterances in batches of 4; two steps skipped
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert all(torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point())
+
+
+def test_too_many_non_finite_steps_in_a_row_stop_training(tones, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.nn, "CTCLoss", FlakyCTC)
+    monkeypatch.setattr(FlakyCTC, "bad", set(range(1, 100)))
+    monkeypatch.setattr(FlakyCTC, "calls", 0)
+    with pytest.raises(UserError, match=r"training diverged: 3 steps in a row .* lower optim.lr"):
+        train(tiny_config(*tones, tmp_path, max_bad_steps=3))
+
+
+def test_early_stopping_and_averaging(tones, tmp_path):
+    cfg = tiny_config(*tones, tmp_path, epochs=6, patience=2, average_last=2)
+    cfg.optim.lr = 0.0  # the dev WER cannot improve after the first epoch
+    result = train(cfg)
+    epochs = [r for r in map(json.loads, (tmp_path / "metrics.jsonl").open()) if r["kind"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2, 3]  # best at 1, then 2 epochs without improvement
+    assert result["averaged_dev_wer"] == pytest.approx(epochs[-1]["dev_wer"])  # equal weights average to themselves
+    paths = list_checkpoints(tmp_path, "epoch")
+    assert [p.name for p in paths] == ["epoch-001.pt", "epoch-002.pt", "epoch-003.pt"]
+    averaged = load_checkpoint(tmp_path / "averaged.pt")
+    assert averaged["averaged_from"] == [str(p) for p in paths[-2:]]
+    last = load_checkpoint(tmp_path / "last.pt")
+    assert last["progress"]["since_best"] == 2 and last["progress"]["epoch"] == 3
+    for k, v in averaged["state_dict"].items():
+        assert torch.equal(v, last["state_dict"][k]), k
+    assert (tmp_path / "best.pt").is_file() and (tmp_path / "curves.png").is_file()
+
+
+def test_resume_continues_after_completed_epochs(tones, tmp_path):
+    train(tiny_config(*tones, tmp_path, epochs=1))
+    result = train(tiny_config(*tones, tmp_path, epochs=2, resume=True))
+    epochs = [r["epoch"] for r in map(json.loads, (tmp_path / "metrics.jsonl").open()) if r["kind"] == "epoch"]
+    assert epochs == [1, 2] and result["step"] == 8
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_trains_on_cuda_in_bf16_with_packed_sequences(tones, tmp_path):
+    result = train(tiny_config(*tones, tmp_path, device="cuda", precision="bf16", epochs=1))
+    assert result["step"] == 4 and result["skipped_steps"] == 0
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert "cuda" in state["rng"] and all(torch.isfinite(v).all() for v in state["state_dict"].values())
+
+
+def test_negative_settings_are_rejected():
+    with pytest.raises(ValueError, match="keep_last_n=-1"):
+        TrainConfig(keep_last_n=-1)
