@@ -35,6 +35,16 @@ class AugmentConfig:
     freq_masks: int = 0
     freq_mask_width: int = 15
 
+    def __post_init__(self) -> None:
+        if any(not s > 0 for s in self.speeds):
+            raise ValueError(f"augment.speeds={list(self.speeds)}; speeds must be positive, e.g. [0.9, 1.0, 1.1]")
+        if not 0 <= self.noise_prob <= 1:
+            raise ValueError(f"augment.noise_prob={self.noise_prob}; expected a probability in [0, 1]")
+        if len(self.noise_snr_db) != 2 or self.noise_snr_db[0] > self.noise_snr_db[1]:
+            raise ValueError(f"augment.noise_snr_db={list(self.noise_snr_db)}; expected [low, high] in dB")
+        if min(self.time_masks, self.time_mask_width, self.freq_masks, self.freq_mask_width) < 0:
+            raise ValueError("augment: mask counts and widths must not be negative")
+
     @property
     def wave_enabled(self) -> bool:
         return bool(self.speeds) or self.noise_prob > 0
@@ -61,6 +71,11 @@ class WaveAugment:
         self.cfg, self.sample_rate = cfg, sample_rate
         self.noise_files = sorted(str(p) for p in Path(cfg.noise_dir).rglob("*")
                                   if p.suffix.lower() in (".wav", ".flac", ".ogg")) if cfg.noise_dir else []
+        if cfg.noise_dir and not self.noise_files:
+            from asr.utils import UserError
+
+            raise UserError(f"augment.noise_dir={cfg.noise_dir}: no .wav, .flac or .ogg files found there; "
+                            "point it at a folder of noise recordings, or leave it empty for synthetic noise")
 
     def _noise(self, n: int, rng: np.random.Generator) -> np.ndarray:
         if not self.noise_files:

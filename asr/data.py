@@ -58,16 +58,23 @@ def read_manifest(path: str | os.PathLike, check_files: bool = True) -> list[Utt
         naming ``file:line``, what is wrong and how to fix it.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ManifestError(f"{path}: is a directory; expected a JSON-lines manifest file "
+                            '({"audio_filepath": ..., "duration": ..., "text": ...} per line)')
     if not path.is_file():
         raise ManifestError(f"{path}: manifest not found; expected a JSON-lines file "
                             '({"audio_filepath": ..., "duration": ..., "text": ...} per line)')
     root = path.parent
     out, seen = [], set()
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ManifestError(f"{where}: not UTF-8 text; save the manifest as UTF-8") from None
             if not line.strip():
                 continue
-            where = f"{path}:{lineno}"
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
@@ -92,7 +99,7 @@ def read_manifest(path: str | os.PathLike, check_files: bool = True) -> list[Utt
             if check_files and not audio_path.is_file():
                 raise ManifestError(f"{where}: audio file {audio_path} not found; "
                                     "paths are resolved against the manifest's folder")
-            uid = str(rec.pop("id", rec.pop("utt_id", f"{path.stem}-{lineno}")))
+            uid = str(rec.pop("id") if "id" in rec else rec.pop("utt_id", f"{path.stem}-{lineno}"))
             if uid in seen:
                 raise ManifestError(f"{where}: duplicate id {uid!r}; ids must be unique")
             seen.add(uid)
@@ -201,6 +208,8 @@ class DurationBatchSampler(Sampler[list[int]]):
                  item_seeds: bool = False):
         if max_seconds <= 0:
             raise ValueError(f"max_seconds must be positive, got {max_seconds}")
+        if num_replicas < 1 or not 0 <= rank < num_replicas:
+            raise ValueError(f"need 0 <= rank < num_replicas, got rank {rank} of {num_replicas}")
         self.durations = list(durations)
         self.max_seconds = max_seconds
         self.max_batch_size = max_batch_size
@@ -239,7 +248,7 @@ class DurationBatchSampler(Sampler[list[int]]):
         per_rank = len(batches) // self.num_replicas if self.num_replicas > 1 else len(batches)
         for batch in batches[self.rank::self.num_replicas][self.skip:per_rank]:
             if self.item_seeds:
-                yield [(i, (self.seed * 1_000_003 + self.epoch) * 10_000_019 + i) for i in batch]
+                yield [(i, ((self.seed * 1_000_003 + self.epoch) * 10_000_019 + i) % 2**63) for i in batch]
             else:
                 yield batch
 

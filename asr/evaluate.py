@@ -12,10 +12,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from asr.data import AudioDataset, Batch, DurationBatchSampler, Utterance, collate, read_manifest
-from asr.decoding import Decoder, GreedyDecoder
+from asr.decoding import Decoder, GreedyDecoder, add_decoder_arguments, decoder_from_args
 from asr.metrics import ErrorRates, align_words, error_rates
 from asr.recognizer import Recognizer
-from asr.utils import atomic_open, autocast_dtype, resolve_device, run_cli
+from asr.utils import UserError, atomic_open, autocast_dtype, resolve_device, run_cli
 
 
 def batch_loader(utterances: Sequence[Utterance], recognizer: Recognizer, max_batch_seconds: float = 200.0,
@@ -72,7 +72,7 @@ def evaluate(recognizer: Recognizer, utterances: Sequence[Utterance], decoder: D
         losses = ctc(log_probs.transpose(0, 1), batch.targets.to(device), lengths, batch.target_lengths.to(device))
         loss_sum += (losses / batch.target_lengths.to(device).clamp_min(1)).sum().item()  # as training's "mean"
         for i, nbest in zip(batch.indices, decoder.decode(log_probs, lengths)):
-            hyps[i] = nbest[0].text
+            hyps[i] = nbest[0].text if nbest else ""
     refs = [recognizer.vocab.normalize(u.text) for u in utterances]
     hyp_list = [hyps[i] for i in range(len(utterances))]
     return Evaluation([u.id for u in utterances], refs, hyp_list, loss_sum / max(len(utterances), 1),
@@ -86,15 +86,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", help="write per-utterance hypotheses and aligned errors to this JSON file")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--batch-seconds", type=float, default=200.0, help="audio seconds per batch (padded)")
+    add_decoder_arguments(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not args.batch_seconds > 0:
+        raise UserError(f"--batch-seconds {args.batch_seconds}: expected a positive number of seconds")
     device = resolve_device(args.device)
+    utterances = read_manifest(args.manifest)  # cheap: fail before loading the model
     recognizer = Recognizer.from_checkpoint(args.model, device)
-    utterances = read_manifest(args.manifest)
-    result = evaluate(recognizer, utterances, device=device, max_batch_seconds=args.batch_seconds)
+    decoder = decoder_from_args(args, recognizer.vocab)
+    result = evaluate(recognizer, utterances, decoder, device=device, max_batch_seconds=args.batch_seconds)
     if args.report:
         with atomic_open(args.report) as f:
             json.dump(result.report(), f, indent=1, ensure_ascii=False)

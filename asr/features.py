@@ -33,6 +33,11 @@ class FeatureConfig:
             raise ValueError(f"features.normalize={self.normalize!r}; expected one of {NORMALIZATIONS}")
         if self.hop_ms <= 0 or self.win_ms < self.hop_ms:
             raise ValueError(f"features: need 0 < hop_ms <= win_ms, got hop {self.hop_ms} win {self.win_ms}")
+        if self.sample_rate <= 0 or self.n_mels < 1 or self.hop_length < 1:
+            raise ValueError("features: sample_rate, n_mels and the hop (in samples) must be positive")
+        if self.n_fft and self.n_fft < self.win_length:
+            raise ValueError(f"features.n_fft={self.n_fft} is shorter than the {self.win_length}-sample window; "
+                             "use n_fft >= win_length, or 0 for the next power of two")
 
     @property
     def win_length(self) -> int:
@@ -64,18 +69,43 @@ class LogMel(nn.Module):
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=cfg.sample_rate, n_fft=cfg.fft_size, win_length=cfg.win_length,
             hop_length=cfg.hop_length, f_min=cfg.f_min, f_max=cfg.f_max, n_mels=cfg.n_mels,
-            power=2.0, center=True, norm="slaney", mel_scale="slaney",
-        )
+            power=2.0, center=False, norm="slaney", mel_scale="slaney",
+        )  # centring is done per utterance in _center
+        # |X|^2 as re^2 + im^2 of the complex STFT: measurably cheaper than abs().pow(2).
+        self.mel.spectrogram.power = None
         self.register_buffer("mean", torch.zeros(cfg.n_mels))
         self.register_buffer("std", torch.ones(cfg.n_mels))
 
     def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return torch.div(lengths, self.cfg.hop_length, rounding_mode="floor") + 1
 
+    def _center(self, waves: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Pad ``n_fft // 2`` samples at both ends of every utterance by reflection, as a
+        centred STFT (``center=True, pad_mode="reflect"``) does to one utterance alone, so a
+        padded batch gives each utterance the features it has on its own.
+
+        ``waves (batch, samples) -> (batch, samples + 2 * (n_fft // 2))``; samples past an
+        utterance's own padding are zero.
+        """
+        pad = self.cfg.fft_size // 2
+        batch, samples = waves.shape
+        k = torch.arange(pad, device=waves.device)
+        n = lengths.to(waves.device, torch.long).view(-1, 1)
+        out = waves.new_zeros(batch, samples + 2 * pad)
+        out[:, pad:pad + samples] = waves
+        # Mirror images of the start and of each utterance's own end (clamped: an utterance
+        # shorter than the padding, which torch.stft refuses, gets a partial reflection).
+        out[:, :pad] = waves.gather(1, torch.minimum(pad - k, n - 1).clamp(min=0))
+        src = (n - 2 - k).clamp(min=0)  # (batch, pad)
+        return out.scatter_(1, n + pad + k, waves.gather(1, src))
+
     def log_mel(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Unnormalised log-mel: ``(features (batch, frames, n_mels), frame_lengths, mask (batch, frames, 1))``."""
         with torch.autocast(waves.device.type, enabled=False):
-            feats = self.mel(waves.float()).clamp_min(1e-10).log().transpose(1, 2)  # (batch, frames, n_mels)
+            centered = self._center(waves.float(), lengths)  # (batch, samples + n_fft)
+            spec = self.mel.spectrogram(centered)  # (batch, freqs, frames) complex
+            power = self.mel.mel_scale(spec.real.square() + spec.imag.square())  # (batch, n_mels, frames)
+            feats = power.clamp_min(1e-10).log().transpose(1, 2)  # (batch, frames, n_mels)
         frames = self.frame_lengths(lengths).clamp_max(feats.shape[1])
         mask = (torch.arange(feats.shape[1], device=feats.device)[None, :] < frames[:, None]).unsqueeze(-1)
         return feats, frames, mask

@@ -14,7 +14,17 @@ def plot_curves(metrics_path: str | os.PathLike, out_png: str | os.PathLike) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = [r for r in map(json.loads, Path(metrics_path).read_text().splitlines()) if r.get("kind") == "epoch"]
+    # A run killed mid-write leaves a partial line, and a resumed run appends after it and
+    # may repeat an epoch: skip unreadable lines and keep the last record of each epoch.
+    by_epoch = {}
+    for line in Path(metrics_path).read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(r, dict) and r.get("kind") == "epoch":
+            by_epoch[r["epoch"]] = r
+    epochs = [by_epoch[e] for e in sorted(by_epoch)]
     if not epochs:
         return
     x = [r["epoch"] for r in epochs]

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 DEFAULT_CHARS = " 'abcdefghijklmnopqrstuvwxyz"
 _SPACES = re.compile(r"\s+")
 #: Punctuation that separates words; other punctuation the vocabulary lacks is deleted.
-_SEPARATORS = set("-_/\\.,;:!?()[]{}\"|+&*=<>~")
+_SEPARATORS = set("-_/\\.,;:!?()[]{}\"|+&*=<>~\u2010\u2011\u2012\u2013\u2014\u2015\u2026\u00b7")
 
 
 class Vocabulary:
@@ -26,11 +26,14 @@ class Vocabulary:
 
     def __init__(self, chars: str | Sequence[str] = DEFAULT_CHARS):
         tokens = list(chars)
-        if len(set(tokens)) != len(tokens) or any(len(t) != 1 for t in tokens):
-            raise ValueError(f"vocabulary characters must be distinct single characters, got {chars!r}")
+        if not tokens or len(set(tokens)) != len(tokens) or any(len(t) != 1 for t in tokens):
+            raise ValueError(f"vocabulary characters must be one or more distinct single characters, got {chars!r}")
         self.tokens = tokens
         self._index = {t: i + 1 for i, t in enumerate(tokens)}
-        self.lowercase = not any(c.isupper() for c in tokens)
+        upper, lower = any(c.isupper() for c in tokens), any(c.islower() for c in tokens)
+        #: Case folding applied to text: a lowercase vocabulary lowercases, an uppercase one
+        #: (deepspeech.pytorch's labels) uppercases, a mixed one keeps the case.
+        self.case = "upper" if upper and not lower else "lower" if not upper else None
 
     def __len__(self) -> int:
         return len(self.tokens) + 1
@@ -47,19 +50,28 @@ class Vocabulary:
         return ["<blank>", *self.tokens]
 
     def normalize(self, text: str) -> str:
-        """Lowercase (for a lowercase vocabulary), fold accents, turn separating punctuation
-        into spaces, drop other characters the vocabulary lacks, collapse spaces."""
-        if self.lowercase:
+        """Fold case (see ``case``), fold accents the vocabulary lacks (``é`` -> ``e``), turn
+        separating punctuation into spaces, drop other characters the vocabulary lacks,
+        collapse spaces (or drop them, for a vocabulary without a space)."""
+        text = unicodedata.normalize("NFC", text)
+        if self.case == "lower":
             text = text.lower()
+        elif self.case == "upper":
+            text = text.upper()
         out = []
-        for ch in unicodedata.normalize("NFKD", text):
-            if ch in self._index:
-                out.append(ch)
-            elif ch.isspace() or ch in _SEPARATORS:
-                out.append(" ")
-            elif ch in "\u2019\u2018`" and "'" in self._index:
-                out.append("'")
-        return _SPACES.sub(" ", "".join(out)).strip() if " " in self._index else "".join(out)
+        for char in text:
+            if char in self._index:
+                out.append(char)
+                continue
+            for ch in unicodedata.normalize("NFKD", char):
+                if ch in self._index:
+                    out.append(ch)
+                elif ch.isspace() or ch in _SEPARATORS:
+                    out.append(" ")
+                elif ch in "\u2019\u2018`" and "'" in self._index:
+                    out.append("'")
+        text = "".join(out)
+        return _SPACES.sub(" ", text).strip() if " " in self._index else text.replace(" ", "")
 
     def encode(self, text: str) -> list[int]:
         """Normalise ``text`` and map it to token ids."""

@@ -1,0 +1,83 @@
+"""Shared fixtures: a tiny eSpeak NG corpus with a manifest, and small models.
+
+The corpus is synthesised once per test session (a few seconds) into a temporary folder;
+nothing here reads ``../shared``, ``exp/`` or the network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from asr.data import Utterance, write_manifest
+from asr.features import FeatureConfig
+from asr.model import ModelConfig
+from asr.recognizer import Recognizer
+from asr.synth import Voice, write_corpus
+from asr.text import Vocabulary
+
+#: (id, text, voice): short, different lengths and voices; texts with case and punctuation
+#: so that normalisation is exercised.
+CORPUS_ITEMS = [
+    ("utt-a", "One two three.", Voice("en-us", rate=190)),
+    ("utt-b", "Stop!", Voice("en+f3", rate=170)),
+    ("utt-c", "go LEFT now", Voice("en+m3", rate=210)),
+    ("utt-d", "seven, eight", Voice("en-us+klatt", rate=180)),
+    ("utt-e", "it's blue", Voice("en+f2", rate=200)),
+]
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """``manifest``: a NeMo JSON-lines manifest with audio paths relative to its folder
+    (``root``); ``utterances`` as :func:`asr.synth.write_corpus` returned them (16 kHz)."""
+
+    root: Path
+    manifest: Path
+    utterances: list[Utterance]
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Corpus:
+    """Five synthesised utterances (0.5-1.5 s each, 16 kHz WAV) and ``corpus.jsonl``."""
+    root = tmp_path_factory.mktemp("corpus")
+    utts = write_corpus(root / "wav", CORPUS_ITEMS, sample_rate=16000, seed=0)
+    manifest = root / "corpus.jsonl"
+    write_manifest(manifest, utts)
+    return Corpus(root, manifest, utts)
+
+
+def tiny_recognizer(seed: int = 0, n_mels: int = 16, hidden: int = 16, layers: int = 1,
+                    rnn_type: str = "lstm", vocab: Vocabulary | None = None, **model) -> Recognizer:
+    """A small untrained Recognizer with seeded weights (for shape and plumbing tests)."""
+    torch.manual_seed(seed)
+    return Recognizer(FeatureConfig(n_mels=n_mels),
+                      ModelConfig(rnn_type=rnn_type, hidden_size=hidden, num_layers=layers, dropout=0.0, **model),
+                      vocab or Vocabulary())
+
+
+@pytest.fixture
+def recognizer() -> Recognizer:
+    return tiny_recognizer().eval()
+
+
+def tone(seconds: float, freq: float = 440.0, sample_rate: int = 16000, seed: int = 0) -> torch.Tensor:
+    """A sine tone plus a little noise, float32 ``(samples,)``."""
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    rng = np.random.default_rng(seed)
+    wave = 0.5 * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(len(t))
+    return torch.from_numpy(wave.astype(np.float32))
+
+
+@pytest.fixture
+def single_thread():
+    """Run a test with one intra-op thread (tiny tensors on a shared 2-core machine run
+    faster so), then restore the previous setting."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,0 +1,262 @@
+import json
+import logging
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from asr.data import (AudioDataset, DataConfig, DurationBatchSampler, ManifestError, Utterance, collate,
+                      ctc_min_frames, drop_unalignable, read_manifest, write_manifest)
+from asr.features import FeatureConfig, encoder_steps
+from asr.text import Vocabulary
+from asr.utils import UserError
+
+
+@pytest.fixture
+def wav_dir(tmp_path) -> Path:
+    """A manifest folder with ``audio/x.wav`` (0.5 s) and ``audio/y.wav`` (0.25 s) at 16 kHz."""
+    (tmp_path / "audio").mkdir()
+    rng = np.random.default_rng(0)
+    for name, n in (("x", 8000), ("y", 4000)):
+        sf.write(tmp_path / "audio" / f"{name}.wav", (0.1 * rng.standard_normal(n)).astype(np.float32), 16000)
+    return tmp_path
+
+
+def _write_lines(path: Path, lines: list) -> Path:
+    path.write_text("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines), encoding="utf-8")
+    return path
+
+
+# --- manifests -------------------------------------------------------------------------
+
+def test_read_manifest_resolves_relative_paths_against_its_folder(wav_dir, monkeypatch, tmp_path_factory):
+    manifest = _write_lines(wav_dir / "m.jsonl", [
+        {"audio_filepath": "audio/x.wav", "duration": 0.5, "text": "Hello", "id": "u1", "speaker": "s1"},
+        "",
+        {"audio_filepath": str(wav_dir / "audio/y.wav"), "duration": 0.25, "text": "world"},
+    ])
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))  # resolution must not depend on the cwd
+    utts = read_manifest(manifest)
+    assert [u.id for u in utts] == ["u1", "m-3"]  # default id: <stem>-<line>
+    assert Path(utts[0].audio_filepath) == wav_dir / "audio/x.wav"
+    assert Path(utts[1].audio_filepath) == wav_dir / "audio/y.wav"
+    assert (utts[0].duration, utts[0].text, utts[0].extra) == (0.5, "Hello", {"speaker": "s1"})
+
+
+def test_write_then_read_round_trips_with_relative_paths(wav_dir, tmp_path):
+    utts = [Utterance("a", str(wav_dir / "audio/x.wav"), 0.5, "x", {"lang": "en"}),
+            Utterance("b", str(wav_dir / "audio/y.wav"), 0.25, "y")]
+    out = wav_dir / "sub" / "out.jsonl"
+    write_manifest(out, utts)
+    first = json.loads(out.read_text().splitlines()[0])
+    assert first == {"audio_filepath": "../audio/x.wav", "duration": 0.5, "text": "x", "id": "a", "lang": "en"}
+    again = read_manifest(out)
+    assert [(Path(u.audio_filepath).resolve(), u.duration, u.text, u.id, u.extra) for u in again] == \
+        [(Path(u.audio_filepath).resolve(), u.duration, u.text, u.id, u.extra) for u in utts]
+    assert not [p for p in out.parent.iterdir() if p.name != "out.jsonl"]  # no temporary left behind
+
+
+GOOD = {"audio_filepath": "audio/x.wav", "duration": 0.5, "text": "hi"}
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("{not json", "not valid JSON"),
+    ([1, 2], "expected a JSON object"),
+    ({"audio_filepath": "audio/x.wav", "text": "hi"}, "missing key(s) duration"),
+    ({**GOOD, "duration": -1}, "duration must be a positive number"),
+    ({**GOOD, "duration": "0.5"}, "duration must be a positive number"),
+    ({**GOOD, "duration": True}, "duration must be a positive number"),
+    ({**GOOD, "text": None}, "text must be a string"),
+    ({**GOOD, "audio_filepath": ""}, "audio_filepath must be a non-empty string"),
+    ({**GOOD, "audio_filepath": "audio/nope.wav"}, "not found"),
+    ({**GOOD, "id": "m-1"}, "duplicate id 'm-1'"),
+])
+def test_bad_manifest_lines_name_the_line_and_the_problem(wav_dir, bad, message):
+    manifest = _write_lines(wav_dir / "m.jsonl", [GOOD, "   ", bad])
+    with pytest.raises(ManifestError) as err:
+        read_manifest(manifest)
+    assert isinstance(err.value, UserError)
+    text = str(err.value)
+    assert text.startswith(f"{manifest}:3: ") and message in text and "\n" not in text
+
+
+def test_missing_files_are_allowed_when_not_checked(wav_dir):
+    manifest = _write_lines(wav_dir / "m.jsonl", [{**GOOD, "audio_filepath": "later.wav"}])
+    assert read_manifest(manifest, check_files=False)[0].audio_filepath == str(wav_dir / "later.wav")
+
+
+def test_whole_file_problems(wav_dir):
+    with pytest.raises(ManifestError, match="manifest not found"):
+        read_manifest(wav_dir / "none.jsonl")
+    with pytest.raises(ManifestError, match="is a directory"):
+        read_manifest(wav_dir)
+    with pytest.raises(ManifestError, match="no utterances"):
+        read_manifest(_write_lines(wav_dir / "empty.jsonl", ["", " "]))
+    latin1 = wav_dir / "latin1.jsonl"
+    latin1.write_bytes((json.dumps(GOOD) + "\n").encode() + '{"text": "caf\xe9"}\n'.encode("latin-1"))
+    with pytest.raises(ManifestError, match=r"latin1.jsonl:2: not UTF-8"):
+        read_manifest(latin1)
+
+
+# --- dataset, collate, CTC feasibility --------------------------------------------------
+
+def test_dataset_items_and_collate(wav_dir):
+    vocab = Vocabulary()
+    utts = [Utterance("a", str(wav_dir / "audio/x.wav"), 0.5, "Ab"),
+            Utterance("b", str(wav_dir / "audio/y.wav"), 0.25, "c d e")]
+    ds = AudioDataset(utts, vocab, 16000)
+    wave, ids, i = ds[1]
+    assert wave.shape == (4000,) and wave.dtype == torch.float32 and i == 1
+    assert ids.tolist() == vocab.encode("c d e")
+    batch = collate([ds[0], ds[1]])
+    assert batch.waves.shape == (2, 8000) and batch.wave_lengths.tolist() == [8000, 4000]
+    assert (batch.waves[1, 4000:] == 0).all() and torch.equal(batch.waves[1, :4000], wave)
+    assert batch.targets.tolist() == [vocab.encode("ab") + [0, 0, 0], vocab.encode("c d e")]
+    assert batch.target_lengths.tolist() == [2, 5] and batch.indices == [0, 1]
+
+
+def test_dataset_resamples_to_the_requested_rate(wav_dir):
+    utt = Utterance("a", str(wav_dir / "audio/x.wav"), 0.5, "a")
+    assert AudioDataset([utt], Vocabulary(), 8000)[0][0].shape == (4000,)
+
+
+def test_transform_randomness_depends_only_on_the_item_seed(wav_dir):
+    utt = Utterance("a", str(wav_dir / "audio/x.wav"), 0.5, "a")
+    noisy = AudioDataset([utt], Vocabulary(), 16000, transform=lambda w, rng: w + float(rng.random()))
+    assert torch.equal(noisy[(0, 7)][0], noisy[(0, 7)][0])
+    assert not torch.equal(noisy[(0, 7)][0], noisy[(0, 8)][0])
+
+
+def test_ctc_min_frames_counts_a_blank_between_repeats():
+    assert ctc_min_frames([]) == 0
+    assert ctc_min_frames([1, 2, 3]) == 3
+    assert ctc_min_frames([5, 5, 5, 2, 2]) == 8
+
+
+def test_unalignable_and_empty_utterances_are_dropped_with_a_count(caplog):
+    vocab, cfg = Vocabulary(), FeatureConfig()
+    steps = lambda d: encoder_steps(d, cfg, 3)  # noqa: E731 - 0.3 s: 11 steps
+    utts = [Utterance("ok", "a.wav", 0.3, "hello"),
+            Utterance("long", "b.wav", 0.3, "a much too long transcript"),
+            Utterance("repeats", "c.wav", 0.3, "aaaaaa"),  # 6 tokens, 11 frames with blanks
+            Utterance("empty", "d.wav", 0.3, "?!")]
+    with caplog.at_level(logging.WARNING, logger="asr.data"):
+        kept = drop_unalignable(utts, vocab, steps, "train")
+    assert [u.id for u in kept] == ["ok", "repeats"]
+    assert "train: dropped 2 of 4 utterances" in caplog.text
+    caplog.clear()
+    assert drop_unalignable(kept, vocab, steps) == kept and not caplog.text
+
+
+# --- duration-bucketed batches ----------------------------------------------------------
+
+def _durations(n=200, seed=7):
+    rng = random.Random(seed)
+    return [rng.uniform(0.5, 15.0) for _ in range(n)]
+
+
+def test_batches_cover_every_item_once_and_respect_the_limits():
+    durations = _durations()
+    sampler = DurationBatchSampler(durations, max_seconds=60, max_batch_size=8, seed=3)
+    batches = list(sampler)
+    assert len(batches) == len(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(len(durations)))
+    for b in batches:
+        assert len(b) <= 8
+        assert len(b) == 1 or len(b) * max(durations[i] for i in b) <= 60
+
+
+def test_an_utterance_longer_than_the_limit_gets_a_batch_of_its_own():
+    batches = list(DurationBatchSampler([1.0, 50.0, 1.0], max_seconds=10, shuffle=False))
+    assert [1] in batches and sorted(i for b in batches for i in b) == [0, 1, 2]
+
+
+def test_batches_are_deterministic_per_seed_and_epoch():
+    durations = _durations()
+    a, b = DurationBatchSampler(durations, 60, seed=1), DurationBatchSampler(durations, 60, seed=1)
+    assert list(a) == list(b)
+    first = list(a)
+    a.set_epoch(1)
+    assert list(a) != first  # a new epoch reshuffles
+    b.set_epoch(1)
+    assert list(a) == list(b)
+    assert list(DurationBatchSampler(durations, 60, seed=2)) != first
+
+
+def test_length_sorted_buckets_pad_less_than_random_batches():
+    durations = _durations()
+    sampler = DurationBatchSampler(durations, 60, seed=0)
+    padding = sampler.padding_fraction()
+    rng = random.Random(0)
+    order = list(range(len(durations)))
+    rng.shuffle(order)
+    sizes = [len(b) for b in sampler]
+    padded = real = 0.0
+    start = 0
+    for n in sizes:  # the same batch sizes, drawn in random order
+        ds = [durations[i] for i in order[start:start + n]]
+        padded, real, start = padded + max(ds) * n, real + sum(ds), start + n
+    assert 0 <= padding < 0.1 < 1 - real / padded
+    assert DurationBatchSampler([1.0, 1.0], 100).padding_fraction() == 0.0
+    assert DurationBatchSampler([1.0, 3.0], 100, shuffle=False).padding_fraction() == pytest.approx(1 / 3)
+
+
+def test_unshuffled_batches_are_in_duration_order():
+    durations = _durations(50)
+    flat = [i for b in DurationBatchSampler(durations, 30, shuffle=False) for i in b]
+    assert [durations[i] for i in flat] == sorted(durations)
+
+
+def test_skip_resumes_inside_an_epoch():
+    sampler = DurationBatchSampler(_durations(), 60, seed=5)
+    sampler.set_epoch(2)
+    full = list(sampler)
+    sampler.skip = 4
+    assert list(sampler) == full[4:] and len(sampler) == len(full) - 4
+
+
+def test_item_seeds_depend_on_seed_epoch_and_index():
+    durations = _durations(40)
+    plain = DurationBatchSampler(durations, 30, seed=1)
+    seeded = DurationBatchSampler(durations, 30, seed=1, item_seeds=True)
+    keyed = list(seeded)
+    assert [[i for i, _ in b] for b in keyed] == list(plain)
+    seeds = {i: s for b in keyed for i, s in b}
+    assert len(set(seeds.values())) == len(durations)
+    seeded.set_epoch(1)
+    again = {i: s for b in seeded for i, s in b}
+    assert all(again[i] != seeds[i] for i in seeds)
+    seeded.set_epoch(0)
+    assert {i: s for b in seeded for i, s in b} == seeds
+    negative = [s for b in DurationBatchSampler(durations, 30, seed=-5, item_seeds=True) for _, s in b]
+    assert all(np.random.default_rng(s) for s in negative)  # numpy refuses negative seeds
+
+
+def test_shards_are_disjoint_equal_sized_and_together_cover_the_batches():
+    durations = _durations(101)
+    whole = list(DurationBatchSampler(durations, 40, seed=9))
+    shards = [DurationBatchSampler(durations, 40, seed=9, num_replicas=3, rank=r) for r in range(3)]
+    got = [list(s) for s in shards]
+    assert len({len(g) for g in got}) == 1 and all(len(s) == len(g) for s, g in zip(shards, got))
+    flat = [tuple(b) for g in got for b in g]
+    assert len(flat) == len(set(flat))  # disjoint
+    assert set(flat) <= {tuple(b) for b in whole}
+    assert len(whole) - len(flat) < 3  # only the remainder is trimmed
+    items = [i for b in flat for i in b]
+    assert len(items) == len(set(items))
+
+
+@pytest.mark.parametrize("kwargs", [{"max_seconds": 0}, {"max_seconds": 10, "num_replicas": 2, "rank": 2},
+                                    {"max_seconds": 10, "num_replicas": 0}])
+def test_bad_sampler_arguments(kwargs):
+    with pytest.raises(ValueError):
+        DurationBatchSampler([1.0], **kwargs)
+
+
+def test_data_config_defaults():
+    cfg = DataConfig()
+    assert Vocabulary(cfg.chars) == Vocabulary()
+    assert cfg.max_batch_seconds > 0 and cfg.max_batch_size > 0

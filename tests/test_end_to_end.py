@@ -1,0 +1,88 @@
+"""End to end: synthesise speech -> train -> asr-evaluate -> asr-transcribe, on the CPU.
+
+The corpus is spoken digit strings from eSpeak NG; evaluation uses voices never heard in
+training. Chance is about 100% WER (ten equally likely words); the model must get far
+below it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from asr.data import write_manifest
+from asr.synth import Voice, write_corpus
+from asr.train import TrainConfig, train
+
+DIGITS = "zero one two three four five six seven eight nine".split()
+TRAIN_VARIANTS = ["m1", "m2", "m3", "m5", "f1", "f3", "f5", "klatt", "Michael", "adam", "david", "john"]
+TEST_VARIANTS = ["m7", "f2"]
+
+
+def _items(split: str, n: int, variants: list[str], rng: np.random.Generator):
+    for i in range(n):
+        text = " ".join(rng.choice(DIGITS, size=rng.integers(1, 4)))
+        voice = Voice(f"en-us+{rng.choice(variants)}", rate=int(rng.integers(140, 200)), pitch=int(rng.integers(35, 65)))
+        yield f"{split}-{i:04d}", text, voice
+
+
+@pytest.fixture(scope="module")
+def digits_corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    rng = np.random.default_rng(7)
+    for split, n, variants in (("train", 500, TRAIN_VARIANTS), ("test", 40, TEST_VARIANTS)):
+        utts = write_corpus(root / "wav" / split, _items(split, n, variants, rng), seed=len(split))
+        write_manifest(root / f"{split}.jsonl", utts)
+    return root
+
+
+@pytest.mark.slow
+def test_train_evaluate_transcribe(digits_corpus, tmp_path):
+    exp = tmp_path / "exp"
+    cfg = TrainConfig(experiment="e2e", exp_dir=str(exp), epochs=16, progress=False, seed=3)
+    cfg.data.train_manifest = str(digits_corpus / "train.jsonl")
+    cfg.data.dev_manifest = str(digits_corpus / "test.jsonl")
+    cfg.data.max_batch_seconds = 20.0
+    cfg.data.num_workers = 0
+    cfg.features.n_mels = 40
+    cfg.model.hidden_size = 96
+    cfg.model.num_layers = 2
+    cfg.optim.lr = 4e-3
+    cfg.optim.warmup_steps = 30
+    result = train(cfg)
+
+    for name in ("best.pt", "last.pt", "config.yaml", "metrics.jsonl", "curves.png"):
+        assert (exp / name).is_file(), name
+    epochs = [json.loads(line) for line in (exp / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in epochs if r["kind"] == "epoch"]
+    assert len(epochs) == 16
+    assert epochs[-1]["train_loss"] < epochs[0]["train_loss"] / 3
+
+    report = tmp_path / "report.json"
+    ev = subprocess.run([sys.executable, "-m", "asr.evaluate", "--model", str(exp / "best.pt"), "--manifest",
+                         str(digits_corpus / "test.jsonl"), "--report", str(report), "--device", "cpu"],
+                        capture_output=True, text=True, timeout=300)
+    assert ev.returncode == 0, ev.stderr
+    last = ev.stdout.strip().splitlines()[-1]
+    assert last.startswith("WER ") and last.endswith("(40 utterances)"), last
+    wer = float(last.split()[1].rstrip("%"))
+    assert wer < 35.0, f"test WER {wer}% on unseen voices: the model did not learn"
+    assert abs(wer - 100 * result["best_dev_wer"]) < 1e-6 + 0.01
+    rep = json.loads(report.read_text())
+    assert len(rep["utterances"]) == 40
+    assert {"reference", "hypothesis", "substitutions", "deletions", "insertions"} <= set(rep["utterances"][0])
+
+    manifest = [json.loads(line) for line in (digits_corpus / "test.jsonl").read_text().splitlines()]
+    files = [str(digits_corpus / m["audio_filepath"]) for m in manifest[:3]]
+    tr = subprocess.run([sys.executable, "-m", "asr.transcribe", *files, "--model", str(exp / "best.pt"),
+                         "--format", "json"], capture_output=True, text=True, timeout=300)
+    assert tr.returncode == 0, tr.stderr
+    outs = [json.loads(line) for line in tr.stdout.splitlines()]
+    assert [o["audio"] for o in outs] == files
+    correct = sum(o["text"] == m["text"] for o, m in zip(outs, manifest))
+    assert correct >= 1, outs
+    assert all(abs(o["duration"] - m["duration"]) < 0.01 for o, m in zip(outs, manifest))

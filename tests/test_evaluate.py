@@ -1,0 +1,116 @@
+import json
+import math
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from asr.checkpoint import save_checkpoint
+from asr.data import read_manifest
+from asr.decoding import Hypothesis
+from asr.evaluate import batch_loader, evaluate, iter_outputs, main
+from asr.features import encoder_steps
+from asr.metrics import error_rates
+from asr.utils import run_cli
+from conftest import tiny_recognizer
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+SUMMARY = re.compile(r"^WER \d+\.\d\d% CER \d+\.\d\d% \((\d+) utterances\)$")
+
+
+class LengthDecoder:
+    """Decodes every utterance to the number of encoder steps it has, as a word."""
+
+    def decode(self, log_probs, lengths):
+        return [[Hypothesis(f"steps{n}")] for n in lengths.tolist()]
+
+
+def test_evaluate_an_untrained_model(corpus, recognizer):
+    utts = read_manifest(corpus.manifest)
+    result = evaluate(recognizer, utts, max_batch_seconds=3.0)
+    assert result.ids == ["utt-a", "utt-b", "utt-c", "utt-d", "utt-e"]
+    assert result.references == ["one two three", "stop", "go left now", "seven eight", "it's blue"]
+    assert len(result.hypotheses) == 5 and all(isinstance(h, str) for h in result.hypotheses)
+    assert math.isfinite(result.loss) and result.loss > 0
+    assert result.rates == error_rates(result.references, result.hypotheses)
+
+
+def test_hypotheses_are_returned_in_manifest_order(corpus, recognizer):
+    utts = read_manifest(corpus.manifest)
+    loader = batch_loader(utts, recognizer, max_batch_seconds=2.5)
+    batches = list(iter_outputs(recognizer, loader, torch.device("cpu")))
+    assert len(batches) > 1  # several duration-sorted batches
+    for batch, log_probs, lengths in batches:
+        assert log_probs.shape[:2] == (len(batch.indices), lengths.max())
+    result = evaluate(recognizer, utts, decoder=LengthDecoder(), max_batch_seconds=2.5)
+    cfg, sub = recognizer.feature_cfg, recognizer.model_cfg.subsample
+    expected = [f"steps{encoder_steps(u.duration, cfg, sub)}" for u in utts]
+    assert result.hypotheses == expected
+
+
+def test_an_empty_n_best_list_counts_as_an_empty_hypothesis(corpus, recognizer):
+    class Silent:
+        def decode(self, log_probs, lengths):
+            return [[] for _ in lengths]
+
+    result = evaluate(recognizer, read_manifest(corpus.manifest), decoder=Silent())
+    assert result.hypotheses == [""] * 5 and result.rates.wer == 1.0
+
+
+def test_report_lists_aligned_errors_per_utterance(corpus, recognizer):
+    utts = read_manifest(corpus.manifest)[:2]
+    result = evaluate(recognizer, utts)
+    result.hypotheses[:] = ["one too three four", "stop"]
+    report = result.report()
+    first, second = report["utterances"]
+    assert first["reference"] == "one two three" and first["hypothesis"] == "one too three four"
+    assert (first["substitutions"], first["deletions"], first["insertions"]) == (1, 0, 1)
+    assert first["errors"] == [{"op": "substitute", "ref": "two", "hyp": "too"},
+                               {"op": "insert", "ref": "", "hyp": "four"}]
+    assert second["errors"] == [] and second["id"] == "utt-b"
+    assert report["summary"]["loss"] == result.loss and report["summary"]["utterances"] == 2
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, tiny_recognizer().describe())
+    return path
+
+
+def test_cli_prints_the_summary_and_writes_a_report(corpus, checkpoint, tmp_path, capsys):
+    report = tmp_path / "out" / "report.json"
+    assert main(["--model", str(checkpoint), "--manifest", str(corpus.manifest), "--report", str(report),
+                 "--device", "cpu", "--batch-seconds", "4"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert SUMMARY.match(last) and SUMMARY.match(last).group(1) == "5"
+    data = json.loads(report.read_text())
+    s = data["summary"]
+    assert last == f"WER {100 * s['wer']:.2f}% CER {100 * s['cer']:.2f}% (5 utterances)"
+    assert [u["id"] for u in data["utterances"]] == [u.id for u in corpus.utterances]
+    assert {"reference", "hypothesis", "errors", "substitutions", "deletions", "insertions"} <= set(
+        data["utterances"][0])
+    assert [p.name for p in report.parent.iterdir()] == ["report.json"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--manifest", "MISSING.jsonl"], "manifest not found"),
+    (["--batch-seconds", "0"], "--batch-seconds 0.0: expected a positive number"),
+    (["--model", "MISSING.pt"], "checkpoint not found"),
+])
+def test_cli_user_errors_are_one_line_and_exit_2(corpus, checkpoint, args, message, capsys):
+    argv = {"--model": str(checkpoint), "--manifest": str(corpus.manifest), "--device": "cpu"}
+    argv.update(dict(zip(args[::2], args[1::2])))
+    assert run_cli(main, [x for kv in argv.items() for x in kv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_cli_bad_manifest_path_in_a_real_process(checkpoint, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "asr.evaluate", "--model", str(checkpoint),
+                           "--manifest", str(tmp_path / "nope.jsonl")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "nope.jsonl: manifest not found" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""

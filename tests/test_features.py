@@ -1,0 +1,131 @@
+import librosa
+import numpy as np
+import pytest
+import torch
+
+from asr.features import FeatureConfig, LogMel, encoder_steps, stack_frames
+from conftest import tone
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def _noise(samples: int, seed: int = 0) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(seed).standard_normal(samples).astype(np.float32) * 0.1)
+
+
+def test_defaults_are_80_mels_25ms_window_10ms_hop():
+    cfg = FeatureConfig()
+    assert (cfg.n_mels, cfg.win_length, cfg.hop_length, cfg.fft_size) == (80, 400, 160, 512)
+    assert cfg.num_frames(16000) == 101
+    assert FeatureConfig(sample_rate=8000).win_length == 200
+
+
+@pytest.mark.parametrize("kwargs", [{"normalize": "cmvn"}, {"hop_ms": 0}, {"win_ms": 5, "hop_ms": 10},
+                                    {"n_fft": 256}, {"n_mels": 0}, {"sample_rate": 0}])
+def test_bad_config_is_rejected(kwargs):
+    with pytest.raises(ValueError):
+        FeatureConfig(**kwargs)
+
+
+@pytest.mark.parametrize("cfg", [FeatureConfig(), FeatureConfig(n_mels=40, win_ms=32, hop_ms=8, f_min=20, f_max=7000)])
+def test_log_mel_matches_librosa(cfg):
+    wave = tone(0.83, freq=300)[None] + _noise(int(0.83 * 16000))[None]  # (1, samples)
+    feats, frames, mask = LogMel(cfg).log_mel(wave, torch.tensor([wave.shape[1]]))
+    ref = librosa.feature.melspectrogram(
+        y=wave[0].double().numpy(), sr=cfg.sample_rate, n_fft=cfg.fft_size, hop_length=cfg.hop_length,
+        win_length=cfg.win_length, window="hann", center=True, pad_mode="reflect", power=2.0,
+        n_mels=cfg.n_mels, fmin=cfg.f_min, fmax=cfg.f_max, htk=False, norm="slaney")
+    ref = np.log(np.maximum(ref, 1e-10)).T  # (frames, n_mels)
+    assert feats.shape == (1, *ref.shape) and frames.item() == ref.shape[0] and mask.all()
+    np.testing.assert_allclose(feats[0].numpy(), ref, atol=2e-3, rtol=0)
+
+
+@pytest.mark.parametrize("normalize", ["utterance", "global", "none"])
+def test_features_in_a_padded_batch_equal_features_alone(normalize):
+    lm = LogMel(FeatureConfig(n_mels=40, normalize=normalize))
+    if normalize == "global":
+        lm.mean.uniform_(-5, 0)
+        lm.std.uniform_(1, 3)
+    lengths = torch.tensor([16000, 7000, 4321, 300])
+    waves = [_noise(int(n), seed=i) + tone(int(n) / 16000, 200 + 100 * i) for i, n in enumerate(lengths)]
+    batch = torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)
+    feats, frames = lm(batch, lengths)
+    assert feats.shape == (4, 101, 40)
+    assert frames.tolist() == [101, 44, 28, 2]
+    for i, w in enumerate(waves):
+        alone, n = lm(w[None], lengths[i:i + 1])
+        assert n.item() == frames[i]
+        torch.testing.assert_close(feats[i, :n], alone[0], atol=1e-4, rtol=1e-4)
+        assert (feats[i, n:] == 0).all()  # padded frames are zero
+    int32, frames32 = lm(batch, lengths.int())
+    assert torch.equal(int32, feats) and frames32.tolist() == frames.tolist()
+
+
+def test_utterance_normalisation_gives_zero_mean_unit_variance_over_valid_frames():
+    lengths = torch.tensor([12000, 5000])
+    batch = torch.nn.utils.rnn.pad_sequence([_noise(12000) + tone(0.75), tone(5000 / 16000, 900)], batch_first=True)
+    feats, frames = LogMel(FeatureConfig())(batch, lengths)
+    for i, n in enumerate(frames):
+        valid = feats[i, :n].double()
+        torch.testing.assert_close(valid.mean(0), torch.zeros(80, dtype=torch.double), atol=1e-4, rtol=0)
+        torch.testing.assert_close(valid.std(0, unbiased=False), torch.ones(80, dtype=torch.double), atol=1e-2, rtol=0)
+
+
+def test_fit_global_stats_normalises_the_data_it_saw():
+    lm = LogMel(FeatureConfig(n_mels=24, normalize="global"))
+    waves = torch.stack([_noise(8000, seed=s) * (s + 1) for s in range(3)])
+    lengths = torch.tensor([8000, 6000, 8000])
+    lm.fit_global_stats([(waves[:2], lengths[:2]), (waves[2:], lengths[2:])])
+    feats, frames = lm(waves, lengths)
+    valid = torch.cat([feats[i, :n] for i, n in enumerate(frames)]).double()
+    torch.testing.assert_close(valid.mean(0), torch.zeros(24, dtype=torch.double), atol=1e-4, rtol=0)
+    torch.testing.assert_close(valid.std(0, unbiased=False), torch.ones(24, dtype=torch.double), atol=1e-3, rtol=0)
+    with pytest.raises(ValueError):
+        lm.fit_global_stats([])
+
+
+def test_very_short_input_does_not_crash():
+    lm = LogMel(FeatureConfig())
+    feats, frames = lm(_noise(100)[None], torch.tensor([100]))
+    assert frames.tolist() == [1] and torch.isfinite(feats).all()
+    batch = torch.nn.utils.rnn.pad_sequence([_noise(3000), _noise(200), _noise(1)], batch_first=True)
+    feats, frames = lm(batch, torch.tensor([3000, 200, 1]))
+    assert frames.tolist() == [19, 2, 1] and torch.isfinite(feats).all()
+
+
+def test_features_stay_float32_under_autocast():
+    lm = LogMel(FeatureConfig(n_mels=16))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        feats, _ = lm(_noise(4000)[None], torch.tensor([4000]))
+    assert feats.dtype == torch.float32
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_features_run_batched_on_cuda():
+    lm = LogMel(FeatureConfig())
+    lengths = torch.tensor([16000, 7000])
+    batch = torch.nn.utils.rnn.pad_sequence([_noise(16000), _noise(7000, 1)], batch_first=True)
+    cpu, _ = lm(batch, lengths)
+    gpu, frames = lm.cuda()(batch.cuda(), lengths.cuda())
+    assert gpu.is_cuda and frames.is_cuda
+    torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-3, rtol=1e-3)
+
+
+def test_stack_frames_concatenates_consecutive_frames_and_rounds_lengths_up():
+    x = torch.arange(2 * 7 * 2, dtype=torch.float32).reshape(2, 7, 2)
+    y, lengths = stack_frames(x, torch.tensor([7, 4]), 3)
+    assert y.shape == (2, 3, 6) and lengths.tolist() == [3, 2]
+    assert y[0, 0].tolist() == x[0, :3].flatten().tolist()
+    assert y[0, 1].tolist() == x[0, 3:6].flatten().tolist()
+    assert y[0, 2].tolist() == x[0, 6].tolist() + [0.0] * 4  # last step zero-padded
+    same, same_lengths = stack_frames(x, torch.tensor([7, 4]), 1)
+    assert same is x and same_lengths.tolist() == [7, 4]
+
+
+def test_encoder_steps_matches_the_frames_the_features_produce():
+    cfg = FeatureConfig()
+    lm = LogMel(cfg)
+    for samples in (1600, 16000, 16161, 23999):
+        _, frames = lm(_noise(samples)[None], torch.tensor([samples]))
+        _, steps = stack_frames(torch.zeros(1, frames.item(), 1), frames, 3)
+        assert encoder_steps(samples / 16000, cfg, 3) == steps.item()

@@ -1,0 +1,108 @@
+import pytest
+import torch
+from torch import nn
+
+from asr.model import BiRNNCTC, ModelConfig
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def _model(seed=0, input_dim=8, vocab=11, **kw) -> BiRNNCTC:
+    torch.manual_seed(seed)
+    cfg = dict(hidden_size=12, num_layers=2, dropout=0.0)
+    cfg.update(kw)
+    return BiRNNCTC(ModelConfig(**cfg), input_dim, vocab).eval()
+
+
+def _features(lengths, dim=8, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(len(lengths), max(lengths), dim, generator=g)
+    mask = torch.arange(max(lengths))[None, :, None] < torch.tensor(lengths)[:, None, None]
+    return x * mask, torch.tensor(lengths)
+
+
+@pytest.mark.parametrize("rnn_type, rnn_class", [("lstm", nn.LSTM), ("gru", nn.GRU), ("rnn", nn.RNN)])
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_architecture_and_output_shapes(rnn_type, rnn_class, layer_norm):
+    model = _model(rnn_type=rnn_type, layer_norm=layer_norm, num_layers=3, subsample=3)
+    assert len(model.rnns) == 3 and all(isinstance(r, rnn_class) and r.bidirectional for r in model.rnns)
+    assert model.rnns[0].input_size == 8 * 3 and model.rnns[1].input_size == 2 * 12
+    assert all(isinstance(n, nn.LayerNorm if layer_norm else nn.Identity) for n in model.norms)
+    assert model.classifier.out_features == 11
+    x, lengths = _features([10, 7, 3])
+    log_probs, out_lengths = model(x, lengths)
+    assert log_probs.shape == (3, 4, 11) and log_probs.dtype == torch.float32
+    assert out_lengths.tolist() == [4, 3, 1]  # ceil(frames / subsample)
+    torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(3, 4))
+
+
+@pytest.mark.parametrize("rnn_type", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_packed_and_padded_agree_when_lengths_are_equal(rnn_type, layer_norm):
+    x, lengths = _features([9, 9, 9])
+    packed, n1 = _model(rnn_type=rnn_type, layer_norm=layer_norm, pack="always")(x, lengths)
+    padded, n2 = _model(rnn_type=rnn_type, layer_norm=layer_norm, pack="never")(x, lengths)
+    assert torch.equal(n1, n2)
+    torch.testing.assert_close(packed, padded, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("rnn_type", ["lstm", "gru"])
+def test_packed_output_of_a_shorter_utterance_equals_running_it_alone(rnn_type):
+    model = _model(rnn_type=rnn_type, pack="always", layer_norm=True)
+    x, lengths = _features([12, 5, 8])
+    batch, out_lengths = model(x, lengths)
+    for i, n in enumerate(out_lengths):
+        alone, _ = model(x[i:i + 1, :lengths[i]], lengths[i:i + 1])
+        torch.testing.assert_close(batch[i, :n], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_padded_path_is_exact_for_the_longest_utterance_and_is_the_cpu_default():
+    x, lengths = _features([12, 5])
+    padded, _ = _model(pack="never")(x, lengths)
+    alone, _ = _model(pack="never")(x[:1], lengths[:1])
+    torch.testing.assert_close(padded[0], alone[0], atol=1e-5, rtol=1e-5)
+    auto, _ = _model(pack="auto")(x, lengths)
+    assert torch.equal(auto, padded)  # auto packs on CUDA only
+
+
+def test_dropout_is_active_in_training_only():
+    model = _model(dropout=0.5)
+    x, lengths = _features([6, 6])
+    assert torch.equal(model(x, lengths)[0], model(x, lengths)[0])
+    model.train()
+    assert not torch.equal(model(x, lengths)[0], model(x, lengths)[0])
+
+
+def test_ctc_loss_is_finite_and_reaches_every_parameter():
+    model = _model(pack="always").train()
+    x, lengths = _features([15, 9])
+    log_probs, out_lengths = model(x, lengths)
+    targets = torch.tensor([[1, 2, 3], [4, 4, 0]])
+    loss = nn.functional.ctc_loss(log_probs.transpose(0, 1), targets, out_lengths, torch.tensor([3, 2]))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_output_is_float32_under_autocast():
+    model = _model()
+    x, lengths = _features([6, 3])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        log_probs, _ = model(x, lengths)
+    assert log_probs.dtype == torch.float32
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_auto_packing_matches_the_cpu_packed_path():
+    x, lengths = _features([12, 5, 8])
+    cpu, _ = _model(pack="always")(x, lengths)
+    gpu, n = _model(pack="auto").cuda()(x.cuda(), lengths.cuda())
+    for i, k in enumerate(n.tolist()):
+        torch.testing.assert_close(gpu[i, :k].cpu(), cpu[i, :k], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kwargs", [{"rnn_type": "transformer"}, {"pack": "sometimes"}, {"num_layers": 0},
+                                    {"hidden_size": 0}, {"subsample": 0}, {"dropout": 1.0}, {"dropout": -0.1}])
+def test_bad_model_config_is_rejected(kwargs):
+    with pytest.raises(ValueError):
+        ModelConfig(**kwargs)

@@ -1,0 +1,67 @@
+import pytest
+
+from asr.recognizer import Recognizer
+from asr.text import DEFAULT_CHARS, Vocabulary
+from conftest import tiny_recognizer
+
+
+def test_default_vocabulary_is_blank_space_apostrophe_and_letters():
+    v = Vocabulary()
+    assert len(v) == 29 and v.blank == 0
+    assert v.labels[:4] == ["<blank>", " ", "'", "a"] and v.labels[-1] == "z"
+    assert v.encode("a z") == [3, 1, 28]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Hello,   World!", "hello world"),
+    ("  It’s 3 o'clock—fine… ", "it's o'clock fine"),
+    ("Café  NAÏVE", "cafe naive"),
+    ("well-known/semi_colon;x", "well known semi colon x"),
+    ("#$%@", ""),
+    ("\tnew\nline ", "new line"),
+])
+def test_normalisation(text, expected):
+    assert Vocabulary().normalize(text) == expected
+
+
+def test_encode_decode_round_trip_keeps_repeats_and_skips_blanks():
+    v = Vocabulary()
+    ids = v.encode("Hello there")
+    assert v.decode(ids) == "hello there"
+    assert v.decode([0, *ids[:3], 0, 0]) == "hel"
+    assert v.decode([v.encode("l")[0]] * 2) == "ll"  # collapsing is the decoder's job
+
+
+def test_uppercase_vocabulary_uppercases_text():
+    v = Vocabulary(" 'ABCDEFGHIJKLMNOPQRSTUVWXYZ")  # deepspeech.pytorch's labels
+    assert v.normalize("it's fine.") == "IT'S FINE"
+    assert v.decode(v.encode("it's fine.")) == "IT'S FINE"
+
+
+def test_vocabulary_without_space_drops_word_separators():
+    v = Vocabulary("abc")
+    assert v.normalize("a b-c, cab") == "abccab"
+    assert v.encode("a b") == [1, 2]
+
+
+def test_vocabulary_with_accented_letters_keeps_them():
+    v = Vocabulary(" abcdefghijklmnopqrstuvwxyzéè")
+    assert v.normalize("Été, CAFÉ à") == "été café a"
+
+
+@pytest.mark.parametrize("chars", ["aa", "", ["ab", "c"]])
+def test_bad_character_sets_are_rejected(chars):
+    with pytest.raises(ValueError, match="distinct single characters"):
+        Vocabulary(chars)
+
+
+def test_equality_and_repr():
+    assert Vocabulary() == Vocabulary(DEFAULT_CHARS) != Vocabulary("ab")
+    assert repr(Vocabulary("ab")) == "Vocabulary('ab')"
+
+
+def test_vocabulary_is_saved_in_the_checkpoint():
+    vocab = Vocabulary(" abcxyz'")
+    state = tiny_recognizer(vocab=vocab).describe()
+    assert state["vocab"] == " abcxyz'"
+    assert Recognizer.from_checkpoint(state).vocab == vocab
