@@ -1,0 +1,274 @@
+"""Export a checkpoint for deployment, and run the exported model. CLI: ``asr-export``.
+
+``asr-export --model CKPT --format onnx OUT.onnx`` writes the acoustic model (normalised
+log-mel features -> CTC log-probabilities) as ONNX with dynamic batch and time axes; the
+file carries the vocabulary and the feature and model configuration (and global feature
+statistics) as metadata under the key ``asr``, so it describes itself.
+:class:`OnnxRecognizer` runs it with onnxruntime, computing the log-mel features with
+torchaudio (the STFT front end stays in PyTorch); ``asr-transcribe --model OUT.onnx``
+uses it. ``--format torchscript`` traces the whole recogniser (waveforms -> log-probs)
+with the same metadata in the archive's ``extra/asr.json``; :class:`TorchScriptRecognizer`
+loads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from asr.checkpoint import CheckpointError
+from asr.features import FeatureConfig, LogMel
+from asr.model import BiRNNCTC, ModelConfig
+from asr.recognizer import Recognizer
+from asr.text import Vocabulary
+from asr.utils import UserError, atomic_open, run_cli
+
+FORMAT = "asr-export/1"
+METADATA_KEY = "asr"
+EXPORT_FORMATS = ("onnx", "torchscript")
+
+
+class ExportableModel(nn.Module):
+    """:class:`asr.model.BiRNNCTC` in a form tracers keep shape-generic (frame stacking
+    without Python branches on the length, no packing).
+
+    ``forward(features (batch, frames, n_mels), lengths (batch,)) ->
+    (log_probs (batch, steps, vocab), step_lengths (batch,))``, as the model on the CPU.
+    """
+
+    def __init__(self, model: BiRNNCTC):
+        super().__init__()
+        self.model = model
+        self.factor = model.cfg.subsample
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, f = features, self.factor
+        if f > 1:
+            batch, frames, dim = features.shape
+            x = torch.cat([x, x.new_zeros(batch, f - 1, dim)], 1)  # pad, then keep whole steps
+            steps = (frames + f - 1) // f
+            x = x[:, :steps * f].reshape(batch, steps, dim * f)
+            lengths = torch.div(lengths + f - 1, f, rounding_mode="floor")
+        for rnn, norm in zip(self.model.rnns, self.model.norms):
+            x, _ = rnn(x)
+            x = norm(x)
+        return self.model.classifier(x).float().log_softmax(-1), lengths
+
+
+class _TracedRecognizer(nn.Module):
+    def __init__(self, rec: Recognizer):
+        super().__init__()
+        self.features = rec.features
+        self.model = ExportableModel(rec.model)
+
+    def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats, frames = self.features(waves, lengths)
+        return self.model(feats, frames)
+
+
+def metadata(rec: Recognizer) -> dict:
+    """What an exported file needs to describe itself."""
+    return {"format": FORMAT, "feature_config": dataclasses.asdict(rec.feature_cfg),
+            "model_config": dataclasses.asdict(rec.model_cfg), "vocab": "".join(rec.vocab.tokens),
+            "feature_mean": rec.features.mean.tolist(), "feature_std": rec.features.std.tolist()}
+
+
+def export_onnx(rec: Recognizer, out: str | os.PathLike, opset: int = 17) -> None:
+    """Write the acoustic model of ``rec`` as ONNX with metadata, atomically.
+
+    Inputs ``features`` ``(batch, frames, n_mels)`` float32 and ``lengths`` ``(batch,)``
+    int64; outputs ``log_probs`` ``(batch, steps, vocab)`` and ``out_lengths``.
+    """
+    import onnx
+
+    # The TorchScript-based exporter (dynamo=False) needs only onnx. With torch 2.14.1 the
+    # torch.export-based one (dynamo=True, needs onnxscript) also exports ExportableModel
+    # with dynamic axes and matches it to 5e-7, but fails on BiRNNCTC's own frame stacking.
+    rec = rec.cpu().eval()
+    model = ExportableModel(rec.model).eval()
+    feats = torch.randn(2, 37, rec.feature_cfg.n_mels)
+    lengths = torch.tensor([37, 20])
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.export.tmp")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (feats, lengths), str(tmp), input_names=["features", "lengths"],
+                              output_names=["log_probs", "out_lengths"], opset_version=opset, dynamo=False,
+                              dynamic_axes={"features": {0: "batch", 1: "frames"}, "lengths": {0: "batch"},
+                                            "log_probs": {0: "batch", 1: "steps"}, "out_lengths": {0: "batch"}})
+        proto = onnx.load(str(tmp))
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, json.dumps(metadata(rec))
+        proto.producer_name = "asr"
+        with atomic_open(out, "wb") as f:
+            f.write(proto.SerializeToString())
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def export_torchscript(rec: Recognizer, out: str | os.PathLike) -> None:
+    """Trace ``rec`` (waveforms -> log-probs) to TorchScript with metadata, atomically."""
+    rec = rec.cpu().eval()
+    module = _TracedRecognizer(rec).eval()
+    n = rec.feature_cfg.hop_length * 50 + 7
+    waves, lengths = torch.randn(2, n), torch.tensor([n, n // 2])
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(module, (waves, lengths), check_trace=False)
+    with atomic_open(out, "wb") as f, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still the portable format
+        torch.jit.save(traced, f, _extra_files={"asr.json": json.dumps(metadata(rec))})
+
+
+def _configs(meta: dict, name: str) -> tuple[FeatureConfig, ModelConfig, Vocabulary]:
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{name}: not an asr export (metadata format {meta.get('format')!r}, "
+                              f"expected {FORMAT!r}); export a checkpoint with asr-export")
+    try:
+        return FeatureConfig(**meta["feature_config"]), ModelConfig(**meta["model_config"]), Vocabulary(meta["vocab"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{name}: export metadata does not match this version of asr ({e})") from None
+
+
+class _ExportedRecognizer:
+    """What transcription needs of a recogniser: ``sample_rate``, ``frame_shift``,
+    ``vocab``, ``feature_cfg``, ``features`` (a :class:`asr.features.LogMel`) and
+    ``__call__(waves (batch, samples), lengths (batch,)) -> (log_probs (batch, steps, vocab), steps (batch,))``."""
+
+    def __init__(self, meta: dict, name: str):
+        self.feature_cfg, self.model_cfg, self.vocab = _configs(meta, name)
+        self.features = LogMel(self.feature_cfg)
+        self.features.mean.copy_(torch.tensor(meta["feature_mean"]))
+        self.features.std.copy_(torch.tensor(meta["feature_std"]))
+
+    @property
+    def sample_rate(self) -> int:
+        return self.feature_cfg.sample_rate
+
+    @property
+    def frame_shift(self) -> float:
+        return self.feature_cfg.hop_length * self.model_cfg.subsample / self.feature_cfg.sample_rate
+
+    def to(self, device) -> "_ExportedRecognizer":
+        return self
+
+    def eval(self) -> "_ExportedRecognizer":
+        return self
+
+
+def _check_file(path: str | os.PathLike, what: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: {what} not found; write one with asr-export --model CKPT --format ...")
+    return path
+
+
+class OnnxRecognizer(_ExportedRecognizer):
+    """Runs a ``.onnx`` file from :func:`export_onnx` with onnxruntime (features in torch)."""
+
+    def __init__(self, path: str | os.PathLike, device: torch.device | str = "cpu"):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise UserError("running an ONNX model needs onnxruntime: pip install 'asr[export]'") from None
+        path = _check_file(path, "ONNX model")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = torch.get_num_threads()
+        opts.log_severity_level = 3
+        providers = ["CPUExecutionProvider"]
+        if torch.device(device).type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=providers)
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise CheckpointError(f"{path}: not a readable ONNX model ({str(e).splitlines()[0][:160]})") from None
+        meta = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        if meta is None:
+            raise CheckpointError(f"{path}: ONNX model without asr metadata; export it with asr-export")
+        super().__init__(json.loads(meta), str(path))
+
+    @torch.no_grad()
+    def __call__(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats, frames = self.features(waves.float().cpu(), lengths.cpu())  # (batch, frames, n_mels)
+        log_probs, steps = self.session.run(None, {"features": feats.numpy(), "lengths": frames.long().numpy()})
+        return torch.from_numpy(log_probs), torch.from_numpy(steps)
+
+
+class TorchScriptRecognizer(_ExportedRecognizer):
+    """Runs a TorchScript file from :func:`export_torchscript`."""
+
+    def __init__(self, path: str | os.PathLike, device: torch.device | str = "cpu"):
+        path = _check_file(path, "TorchScript model")
+        extra = {"asr.json": ""}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                self.module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+        except Exception as e:  # torch raises many types for bad archives
+            raise CheckpointError(f"{path}: not a readable TorchScript model ({str(e).splitlines()[0][:160]})") from None
+        if not extra["asr.json"]:
+            raise CheckpointError(f"{path}: TorchScript model without asr metadata; export it with asr-export")
+        super().__init__(json.loads(extra["asr.json"]), str(path))
+        self.features = self.features.to(device)
+
+    @torch.no_grad()
+    def __call__(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.module(waves.float(), lengths)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="asr-export", description="Export a checkpoint to ONNX or TorchScript.")
+    p.add_argument("out", help="output file (e.g. model.onnx or model.ts)")
+    p.add_argument("--model", required=True, help="checkpoint written by asr-train (e.g. exp/demo/best.pt)")
+    p.add_argument("--format", choices=EXPORT_FORMATS,
+                   help="onnx: acoustic model for onnxruntime; torchscript: the whole recogniser "
+                        "(default: from OUT's suffix, .onnx or anything else)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    fmt = args.format or ("onnx" if args.out.lower().endswith(".onnx") else "torchscript")
+    rec = Recognizer.from_checkpoint(args.model, "cpu")
+    try:
+        if fmt == "onnx":
+            try:
+                import onnx  # noqa: F401
+            except ImportError:
+                raise UserError("ONNX export needs onnx and onnxruntime: pip install 'asr[export]'") from None
+            export_onnx(rec, args.out, args.opset)
+            exported = OnnxRecognizer(args.out)
+        else:
+            export_torchscript(rec, args.out)
+            exported = TorchScriptRecognizer(args.out)
+    except OSError as e:
+        raise UserError(f"{args.out}: cannot write ({e.strerror or e}); check the path") from None
+    n = rec.sample_rate * 3
+    waves = torch.randn(2, n) * 0.1
+    lengths = torch.tensor([n, n * 2 // 3])
+    with torch.no_grad():
+        ref, ref_len = rec(waves, lengths)
+        got, got_len = exported(waves, lengths)
+    mask = torch.arange(ref.shape[1])[None, :, None] < ref_len[:, None, None]
+    diff = ((ref - got).abs() * mask).max().item()
+    print(f"wrote {args.out} ({fmt}, {Path(args.out).stat().st_size / 2**20:.1f} MiB); "
+          f"max |log-prob difference| vs PyTorch on random audio: {diff:.2e}")
+    return 0
+
+
+def cli() -> None:
+    sys.exit(run_cli(main))
+
+
+if __name__ == "__main__":
+    cli()

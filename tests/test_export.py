@@ -1,0 +1,89 @@
+"""asr-export: ONNX and TorchScript files that describe themselves and match PyTorch."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from asr.checkpoint import CheckpointError, save_checkpoint
+from asr.export import OnnxRecognizer, TorchScriptRecognizer, main as export_main
+from asr.features import FeatureConfig
+from asr.model import ModelConfig
+from asr.recognizer import Recognizer
+from asr.synth import Voice, render
+from asr.text import Vocabulary
+from asr.transcribe import main as transcribe_main, transcribe_waves
+
+pytest.importorskip("onnxruntime")
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    torch.manual_seed(0)
+    rec = Recognizer(FeatureConfig(n_mels=40, normalize="global"),
+                     ModelConfig(hidden_size=24, num_layers=2, subsample=3), Vocabulary()).eval()
+    rec.features.mean.uniform_(-5, 0)
+    rec.features.std.uniform_(1, 3)
+    d = tmp_path_factory.mktemp("export")
+    save_checkpoint(d / "m.pt", rec.describe())
+    waves = [torch.from_numpy(render(t, Voice("en-us"), SR, np.random.default_rng(i)))
+             for i, t in enumerate(["one two", "the weather is nice today", "stop"])]
+    return d, rec, waves
+
+
+def _batch(waves):
+    return torch.nn.utils.rnn.pad_sequence(waves, batch_first=True), torch.tensor([len(w) for w in waves])
+
+
+@pytest.mark.parametrize("fmt,suffix,cls", [("onnx", ".onnx", OnnxRecognizer),
+                                            ("torchscript", ".ts", TorchScriptRecognizer)])
+def test_export_matches_pytorch(model, capsys, fmt, suffix, cls):
+    d, rec, waves = model
+    out = d / f"m{suffix}"
+    assert export_main([str(out), "--model", str(d / "m.pt"), "--format", fmt]) == 0
+    assert "wrote" in capsys.readouterr().out
+    exported = cls(out)
+    assert exported.vocab == rec.vocab and exported.frame_shift == rec.frame_shift
+    assert exported.feature_cfg == rec.feature_cfg and exported.model_cfg == rec.model_cfg
+    batch, lengths = _batch(waves)  # lengths not multiples of the hop or the subsampling
+    with torch.no_grad():
+        ref, ref_len = rec(batch, lengths)
+    got, got_len = exported(batch, lengths)
+    assert torch.equal(ref_len, got_len) and got.shape == ref.shape
+    mask = torch.arange(ref.shape[1])[None, :, None] < ref_len[:, None, None]
+    assert float(((ref - got).abs() * mask).max()) < 1e-4
+    ref_text = [h[0].text for h in transcribe_waves(rec, waves)]
+    assert [h[0].text for h in transcribe_waves(exported, waves)] == ref_text
+
+
+def test_onnx_metadata_and_transcribe_cli(model, tmp_path, capsys):
+    import onnx
+
+    d, rec, waves = model
+    out = d / "cli.onnx"
+    assert export_main([str(out), "--model", str(d / "m.pt")]) == 0
+    meta = json.loads({p.key: p.value for p in onnx.load(str(out)).metadata_props}["asr"])
+    assert meta["vocab"] == "".join(rec.vocab.tokens) and meta["model_config"]["hidden_size"] == 24
+    assert meta["feature_config"]["normalize"] == "global" and len(meta["feature_mean"]) == 40
+    paths = []
+    for i, w in enumerate(waves):
+        paths.append(str(tmp_path / f"{i}.wav"))
+        sf.write(paths[-1], w.numpy(), SR, subtype="FLOAT")
+    capsys.readouterr()
+    assert transcribe_main([*paths, "--model", str(d / "m.pt"), "--format", "json"]) == 0
+    torch_out = capsys.readouterr().out
+    assert transcribe_main([*paths, "--model", str(out), "--format", "json"]) == 0
+    onnx_out = capsys.readouterr().out
+    assert [json.loads(x)["text"] for x in onnx_out.splitlines()] == \
+           [json.loads(x)["text"] for x in torch_out.splitlines()]
+
+
+def test_not_an_export_is_a_checkpoint_error(tmp_path):
+    (tmp_path / "x.onnx").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="not a readable ONNX model"):
+        OnnxRecognizer(tmp_path / "x.onnx")
+    with pytest.raises(CheckpointError, match="not found"):
+        TorchScriptRecognizer(tmp_path / "missing.ts")
