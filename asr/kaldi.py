@@ -1,0 +1,184 @@
+"""Kaldi data directories (``wav.scp``, ``text``, ``utt2spk`` / ``spk2utt``) to manifests.
+
+Only plain audio paths are accepted in ``wav.scp``: an entry that is a pipe command
+(``sox ... |``) or an archive offset (``foo.ark:123``) is refused with a message, never
+run. ``segments`` files are refused too (one utterance per audio file).
+
+    from asr.kaldi import read_kaldi_dir
+    utts = read_kaldi_dir("speechocean762/train")   # list[Utterance], "speaker" in extra
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from asr.audio import AudioError, audio_info
+from asr.data import Utterance
+from asr.text import Vocabulary
+from asr.utils import UserError
+
+log = logging.getLogger(__name__)
+_ARK_OFFSET = re.compile(r"\.(ark|scp):\d+$")
+
+
+class KaldiError(UserError):
+    """A Kaldi data directory that cannot be read; the message names the file:line and the fix."""
+
+
+def _read_table(path: Path, required: bool = True) -> list[tuple[int, str, str]]:
+    """``(line number, key, rest of line)`` for each non-blank line of a Kaldi table."""
+    if not path.is_file():
+        if required:
+            raise KaldiError(f"{path}: not found; a Kaldi data directory needs wav.scp and text "
+                             "(and utt2spk or spk2utt)")
+        return []
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            key, *rest = line.split(maxsplit=1)
+            rows.append((lineno, key, rest[0].strip() if rest else ""))
+    return rows
+
+
+def _unique(rows: list[tuple[int, str, str]], path: Path) -> dict[str, tuple[int, str]]:
+    out: dict[str, tuple[int, str]] = {}
+    for lineno, key, rest in rows:
+        if key in out:
+            raise KaldiError(f"{path}:{lineno}: duplicate key {key!r} (first on line {out[key][0]}); "
+                             "keys must be unique (utils/fix_data_dir.sh removes duplicates)")
+        out[key] = (lineno, rest)
+    return out
+
+
+def read_wav_scp(path: str | os.PathLike) -> dict[str, str]:
+    """``{utterance id: audio path as written}``, refusing pipes and archive offsets."""
+    path = Path(path)
+    entries = _unique(_read_table(path), path)
+    out = {}
+    for key, (lineno, value) in entries.items():
+        where = f"{path}:{lineno}"
+        if not value:
+            raise KaldiError(f"{where}: utterance {key!r} has no audio path; expected '<utt-id> <path>'")
+        if value.endswith("|") or value.startswith("|"):
+            raise KaldiError(f"{where}: utterance {key!r} is a pipe command ({value[:60]}); commands are never "
+                             "run; convert the audio to plain files (e.g. with sox or ffmpeg) and list their paths")
+        if _ARK_OFFSET.search(value):
+            raise KaldiError(f"{where}: utterance {key!r} points into an archive ({value}); "
+                             "expected a plain audio file path")
+        out[key] = value
+    return out
+
+
+def read_utt2spk(data_dir: str | os.PathLike) -> dict[str, str]:
+    """``{utterance id: speaker}`` from ``utt2spk``, else from ``spk2utt``, else empty."""
+    data_dir = Path(data_dir)
+    if (data_dir / "utt2spk").is_file():
+        path = data_dir / "utt2spk"
+        return {k: v.split()[0] for k, (_, v) in _unique(_read_table(path), path).items() if v}
+    if (data_dir / "spk2utt").is_file():
+        out = {}
+        for _, spk, utts in _read_table(data_dir / "spk2utt"):
+            for u in utts.split():
+                out[u] = spk
+        return out
+    return {}
+
+
+def _audio_root(data_dir: Path, sample: str, audio_root: str | os.PathLike | None) -> Path:
+    if audio_root is not None:
+        root = Path(audio_root)
+        if not root.is_dir():
+            raise KaldiError(f"--audio-root {root}: not a folder; pass the folder wav.scp paths start from")
+        return root
+    candidates = [data_dir, data_dir.parent, data_dir.parent.parent, Path.cwd()]
+    for root in candidates:
+        if (root / sample).is_file():
+            return root
+    raise KaldiError(f"{data_dir / 'wav.scp'}: relative path {sample!r} not found under "
+                     f"{', '.join(str(c) for c in dict.fromkeys(candidates))}; pass --audio-root DIR")
+
+
+def read_kaldi_dir(data_dir: str | os.PathLike, audio_root: str | os.PathLike | None = None,
+                   vocab: Vocabulary | None = None, workers: int = 4) -> list[Utterance]:
+    """Read a Kaldi data directory into utterances with measured durations.
+
+    Parameters
+    ----------
+    data_dir : path
+        Folder with ``wav.scp`` and ``text``; ``utt2spk`` or ``spk2utt`` give speakers
+        (else each utterance is its own speaker).
+    audio_root : path, optional
+        Folder that relative ``wav.scp`` paths start from; by default the first of the
+        data dir, its parent, its grandparent and the working directory that holds them.
+    vocab : Vocabulary, optional
+        Normalises the transcripts (lowercase, punctuation removed); default characters.
+
+    Returns
+    -------
+    list of Utterance
+        In ``wav.scp`` order, absolute audio paths, ``extra={"speaker": ...}``.
+        Utterances lacking a transcript, or whose normalised transcript is empty, are
+        left out with a warning (as Kaldi's ``fix_data_dir.sh`` does).
+
+    Raises
+    ------
+    KaldiError
+        Missing files, duplicate keys, pipe or archive entries in ``wav.scp``, missing
+        or unreadable audio, or nothing left to write.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise KaldiError(f"{data_dir}: not a folder; pass a Kaldi data directory (holding wav.scp and text)")
+    if (data_dir / "segments").is_file():
+        raise KaldiError(f"{data_dir / 'segments'}: segmented recordings are not supported; "
+                         "cut the segments into their own audio files first (one utterance per file)")
+    wavs = read_wav_scp(data_dir / "wav.scp")
+    text_path = data_dir / "text"
+    texts = {k: v for k, (_, v) in _unique(_read_table(text_path), text_path).items()}
+    utt2spk = read_utt2spk(data_dir)
+    vocab = vocab or Vocabulary()
+
+    no_text = [k for k in wavs if k not in texts]
+    no_audio = [k for k in texts if k not in wavs]
+    if no_text:
+        log.warning("%s: %d utterance(s) in wav.scp have no transcript in text (e.g. %s); left out",
+                    data_dir, len(no_text), no_text[0])
+    if no_audio:
+        log.warning("%s: %d transcript(s) in text have no wav.scp entry (e.g. %s); left out",
+                    data_dir, len(no_audio), no_audio[0])
+    keys = [k for k in wavs if k in texts]
+    normalized = {k: vocab.normalize(texts[k]) for k in keys}
+    empty = [k for k in keys if not normalized[k]]
+    if empty:
+        log.warning("%s: %d transcript(s) are empty after normalisation (e.g. %s); left out",
+                    data_dir, len(empty), empty[0])
+    keys = [k for k in keys if normalized[k]]
+    if not keys:
+        raise KaldiError(f"{data_dir}: no utterance has both a wav.scp entry and a non-empty transcript; "
+                         "check that wav.scp and text use the same utterance ids")
+
+    relative = next((wavs[k] for k in keys if not os.path.isabs(wavs[k])), None)
+    root = _audio_root(data_dir, relative, audio_root) if relative is not None else None
+    paths = {k: (Path(wavs[k]) if os.path.isabs(wavs[k]) else root / wavs[k]).resolve() for k in keys}
+
+    def duration(key: str) -> float:
+        p = paths[key]
+        if not p.is_file():
+            raise KaldiError(f"{data_dir / 'wav.scp'}: audio for {key!r} not found at {p}; "
+                             "fix the path or pass --audio-root DIR")
+        try:
+            return audio_info(p)[0]
+        except AudioError as e:
+            raise KaldiError(f"{data_dir / 'wav.scp'}: utterance {key!r}: {e}") from None
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        durations = list(pool.map(duration, keys))
+    return [Utterance(k, str(paths[k]), d, normalized[k], {"speaker": utt2spk.get(k, k)})
+            for k, d in zip(keys, durations)]

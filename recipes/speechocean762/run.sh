@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# speechocean762 (OpenSLR 101): read English from 250 Mandarin-speaking children and
+# adults, as a Kaldi data directory. Trains on the train split's speakers; the dev speakers
+# (10% of them) are never heard in training. With the full corpus, the test split is the
+# corpus's own test speakers; with a train-only copy, another 10% of the train speakers.
+#
+#   bash recipes/speechocean762/run.sh [--corpus-dir DIR] [--exp-dir exp/speechocean762] \
+#       [--stage 0] [--stop-stage 4] [-- KEY=VALUE ...]
+#
+# Stages: 0 download the corpus (only without --corpus-dir; verified), 1 prepare manifests
+# (asr-prepare kaldi + a speaker split), 2 train, 3 evaluate dev and test (greedy, and beam
+# search with a word 3-gram of the training transcripts), 4 transcribe two test files.
+# A finished stage is skipped when re-run (delete its output to redo it).
+# Arguments after `--` are passed to asr-train as Hydra overrides.
+set -euo pipefail
+corpus_dir=""
+exp_dir=exp/speechocean762
+stage=0
+stop_stage=4
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --corpus-dir) corpus_dir=$2; shift 2 ;;
+    --exp-dir) exp_dir=$2; shift 2 ;;
+    --stage) stage=$2; shift 2 ;;
+    --stop-stage) stop_stage=$2; shift 2 ;;
+    --) shift; break ;;
+    *) echo "run.sh: unknown option $1 (expected --corpus-dir, --exp-dir, --stage, --stop-stage, -- overrides)" >&2
+       exit 2 ;;
+  esac
+done
+[ -n "$corpus_dir" ] && corpus_dir=$(realpath -m "$corpus_dir")
+exp_dir=$(realpath -m "$exp_dir")
+cd "$(dirname "$0")/../.."
+[ -x .venv/bin/asr-train ] && export PATH="$PWD/.venv/bin:$PATH"
+# One math thread per process: on a shared CPU, OpenMP threads that spin-wait for each
+# other measured 3-5x slower than one thread. Set OMP_NUM_THREADS to use more.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+data=$exp_dir/data
+
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ] && [ -z "$corpus_dir" ]; then
+  echo "stage 0: downloading speechocean762 into $exp_dir/download"
+  asr-prepare download speechocean762 "$exp_dir/download"
+fi
+[ -z "$corpus_dir" ] && corpus_dir=$exp_dir/download/speechocean762
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  if [ -f "$data/test.jsonl" ]; then echo "stage 1: $data exists, skipped"; else
+    echo "stage 1: Kaldi data directories under $corpus_dir -> manifests in $data"
+    asr-prepare kaldi "$corpus_dir/train" "$data/corpus_train.jsonl"
+    if [ -f "$corpus_dir/test/wav.scp" ]; then
+      asr-prepare kaldi "$corpus_dir/test" "$data/corpus_test.jsonl"
+      asr-prepare split "$data/corpus_train.jsonl" --train "$data/train.jsonl" --dev "$data/dev.jsonl" \
+        --dev-speakers 0.1 --test-speakers 0
+      cp "$data/corpus_test.jsonl" "$data/.test.jsonl" && mv "$data/.test.jsonl" "$data/test.jsonl"
+    else
+      echo "no $corpus_dir/test: holding out 10% of the train speakers as the test set"
+      asr-prepare split "$data/corpus_train.jsonl" --train "$data/train.jsonl" --dev "$data/dev.jsonl" \
+        --test "$data/test.jsonl" --dev-speakers 0.1 --test-speakers 0.1
+    fi
+  fi
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  if [ -f "$exp_dir/best.pt" ] && [ -f "$exp_dir/.trained" ]; then echo "stage 2: $exp_dir/best.pt exists, skipped"; else
+    echo "stage 2: training into $exp_dir"
+    start=$(date +%s)
+    asr-train experiment=speechocean762 exp_dir="$exp_dir" resume=true progress=false \
+      data.train_manifest="$data/train.jsonl" data.dev_manifest="$data/dev.jsonl" "$@"
+    echo "training took $(( $(date +%s) - start )) s" | tee "$exp_dir/train_time.txt"
+    touch "$exp_dir/.trained"
+  fi
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  # Greedy decoding, then beam search with a word 3-gram LM of the training transcripts
+  # (LM weight and word score chosen on dev; see the README).
+  [ -f "$data/train_3gram.arpa" ] || asr-lm build "$data/train.jsonl" "$data/train_3gram.arpa" --order 3
+  for split in dev test; do
+    for decoding in greedy lm; do
+      out=$exp_dir/${split}_wer_$decoding.txt
+      if [ -f "$out" ] && [ "$out" -nt "$exp_dir/best.pt" ]; then
+        echo "stage 3: $split, $decoding: $(cat "$out") (done before, skipped)"; continue
+      fi
+      opts=()
+      [ "$decoding" = lm ] && opts=(--decoder beam --lm "$data/train_3gram.arpa" --lm-weight 1.0 --word-score 2)
+      asr-evaluate --model "$exp_dir/best.pt" --manifest "$data/$split.jsonl" "${opts[@]}" \
+        --report "$exp_dir/${split}_report_$decoding.json" > "$out.tmp"
+      mv "$out.tmp" "$out"
+      echo "stage 3: $split (speakers never heard in training), $decoding decoding: $(cat "$out")"
+    done
+  done
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  echo "stage 4: transcribing two test files"
+  mapfile -t files < <(python3 - "$data/test.jsonl" <<'PY'
+import json, os, sys
+for line in open(sys.argv[1]).read().splitlines()[:2]:
+    r = json.loads(line)
+    print(os.path.join(os.path.dirname(sys.argv[1]), r["audio_filepath"]))
+    print(f"  reference: {r['text']}", file=sys.stderr)
+PY
+)
+  asr-transcribe "${files[@]}" --model "$exp_dir/best.pt"
+fi

@@ -1,0 +1,159 @@
+"""asr.kaldi and ``asr-prepare kaldi``/``split``: Kaldi data directories to manifests."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from asr.data import Utterance, read_manifest
+from asr.kaldi import KaldiError, read_kaldi_dir
+from asr.prepare import PrepareError, main, split_by_speaker
+from asr.utils import run_cli
+
+RATE = 16000
+
+
+def _tone(path, seconds, rate=RATE, fmt=None):
+    t = np.arange(int(seconds * rate)) / rate
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), rate, format=fmt)
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """speechocean762's layout: corpus/train/{wav.scp,text,utt2spk}, paths relative to corpus/."""
+    root = tmp_path / "corpus"
+    lengths = {"u1": 0.5, "u2": 1.25, "u3": 0.75, "u4": 2.0}
+    speakers = {"u1": "s1", "u2": "s1", "u3": "s2", "u4": "s3"}
+    texts = {"u1": "WE CALL IT BEAR", "u2": "LOOK AT ANN'S PANTS!", "u3": "Zero, three-five", "u4": "MARK LIVED"}
+    for k, s in lengths.items():
+        _tone(root / "WAVE" / f"SPEAKER{speakers[k]}" / f"{k}.wav", s, rate=8000 if k == "u3" else RATE)
+    data = root / "train"
+    data.mkdir()
+    (data / "wav.scp").write_text("".join(f"{k}\tWAVE/SPEAKER{speakers[k]}/{k}.wav\n" for k in lengths))
+    (data / "text").write_text("".join(f"{k}\t{t}\n" for k, t in texts.items()))
+    (data / "utt2spk").write_text("".join(f"{k} {s}\n" for k, s in speakers.items()))
+    return data
+
+
+def test_reads_paths_relative_to_corpus_root_measures_and_normalises(corpus):
+    utts = read_kaldi_dir(corpus)
+    assert [u.id for u in utts] == ["u1", "u2", "u3", "u4"]
+    assert [u.duration for u in utts] == pytest.approx([0.5, 1.25, 0.75, 2.0])
+    assert [u.text for u in utts] == ["we call it bear", "look at ann's pants", "zero three five", "mark lived"]
+    assert [u.extra["speaker"] for u in utts] == ["s1", "s1", "s2", "s3"]
+    assert all(u.audio_filepath.startswith(str(corpus.parent.resolve())) for u in utts)
+
+
+def test_cli_writes_a_manifest_that_read_manifest_accepts(corpus, tmp_path, capsys):
+    out = tmp_path / "out" / "all.jsonl"
+    assert main(["kaldi", str(corpus), str(out)]) == 0
+    assert "4 utterances, 3 speakers" in capsys.readouterr().out
+    utts = read_manifest(out)
+    assert utts[0].text == "we call it bear"
+    assert utts[1].extra["speaker"] == "s1"
+    assert not list(out.parent.glob(".*.tmp"))  # written atomically
+
+
+def test_speakers_from_spk2utt_when_utt2spk_is_missing(corpus):
+    (corpus / "utt2spk").unlink()
+    (corpus / "spk2utt").write_text("a u1 u2\nb u3 u4\n")
+    assert [u.extra["speaker"] for u in read_kaldi_dir(corpus)] == ["a", "a", "b", "b"]
+
+
+def test_pipe_commands_are_refused_and_never_run(corpus, tmp_path, capsys):
+    marker = tmp_path / "was_run"
+    with open(corpus / "wav.scp", "a") as f:
+        f.write(f"u5 touch {marker} |\n")
+    (corpus / "text").write_text((corpus / "text").read_text() + "u5 HELLO\n")
+    assert run_cli(main, ["kaldi", str(corpus), str(tmp_path / "x.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "wav.scp:5" in err and "pipe command" in err and "u5" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not marker.exists()
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_archive_offsets_and_segments_are_refused(corpus):
+    scp = corpus / "wav.scp"
+    original = scp.read_text()
+    scp.write_text(original + "u5 data/raw.ark:1234\n")
+    with pytest.raises(KaldiError, match="archive"):
+        read_kaldi_dir(corpus)
+    scp.write_text(original)
+    (corpus / "segments").write_text("u1 rec1 0.0 1.0\n")
+    with pytest.raises(KaldiError, match="segments"):
+        read_kaldi_dir(corpus)
+
+
+def test_missing_audio_names_the_utterance(corpus):
+    (corpus.parent / "WAVE" / "SPEAKERs2" / "u3.wav").unlink()
+    with pytest.raises(KaldiError, match="'u3'.*not found"):
+        read_kaldi_dir(corpus)
+
+
+def test_unreadable_audio_names_the_utterance(corpus):
+    (corpus.parent / "WAVE" / "SPEAKERs3" / "u4.wav").write_bytes(b"not audio at all")
+    with pytest.raises(KaldiError, match="'u4'.*not readable"):
+        read_kaldi_dir(corpus)
+
+
+def test_duplicate_keys_and_missing_files_are_user_errors(corpus):
+    (corpus / "text").write_text("u1 A\nu1 B\n")
+    with pytest.raises(KaldiError, match="text:2: duplicate key 'u1'"):
+        read_kaldi_dir(corpus)
+    (corpus / "text").unlink()
+    with pytest.raises(KaldiError, match="text: not found"):
+        read_kaldi_dir(corpus)
+
+
+def test_utterances_without_transcript_or_with_empty_text_are_left_out(corpus):
+    (corpus / "text").write_text("u1 HELLO\nu2 ...\nu9 ORPHAN\n")
+    utts = read_kaldi_dir(corpus)
+    assert [u.id for u in utts] == ["u1"]
+
+
+def test_audio_root_option(corpus, tmp_path):
+    with pytest.raises(KaldiError, match="--audio-root"):
+        read_kaldi_dir(corpus, audio_root=tmp_path / "nope")
+    assert len(read_kaldi_dir(corpus, audio_root=corpus.parent)) == 4
+    (corpus / "wav.scp").write_text("u1 elsewhere/u1.wav\n")
+    with pytest.raises(KaldiError, match="not found under"):
+        read_kaldi_dir(corpus)
+
+
+def _utts(speakers_per_utt):
+    return [Utterance(f"u{i}", f"/a/{i}.wav", 1.0, "x", {"speaker": s}) for i, s in enumerate(speakers_per_utt)]
+
+
+def test_split_by_speaker_keeps_speakers_apart():
+    speakers = [f"s{i // 3}" for i in range(60)]  # 20 speakers, 3 utterances each
+    train, dev, test = split_by_speaker(_utts(speakers), dev=0.1, test=3, seed=1)
+    spk = [{u.extra["speaker"] for u in part} for part in (train, dev, test)]
+    assert (len(spk[0]), len(spk[1]), len(spk[2])) == (15, 2, 3)
+    assert not (spk[0] & spk[1]) and not (spk[0] & spk[2]) and not (spk[1] & spk[2])
+    assert len(train) + len(dev) + len(test) == 60
+    assert split_by_speaker(_utts(speakers), 0.1, 3, seed=1) == (train, dev, test)  # reproducible
+    assert split_by_speaker(_utts(speakers), 0.1, 3, seed=2)[1] != dev
+
+
+def test_split_errors(tmp_path):
+    with pytest.raises(PrepareError, match="hold out fewer"):
+        split_by_speaker(_utts(["a", "b"]), dev=1, test=1)
+    with pytest.raises(PrepareError, match="no speaker"):
+        split_by_speaker([Utterance("u", "/a.wav", 1.0, "x")])
+
+
+def test_split_cli(corpus, tmp_path):
+    all_ = tmp_path / "all.jsonl"
+    assert main(["kaldi", str(corpus), str(all_)]) == 0
+    paths = [tmp_path / f"{n}.jsonl" for n in ("train", "dev", "test")]
+    assert main(["split", str(all_), "--train", str(paths[0]), "--dev", str(paths[1]), "--test", str(paths[2]),
+                 "--dev-speakers", "1", "--test-speakers", "1"]) == 0
+    parts = [[json.loads(line) for line in p.read_text().splitlines()] for p in paths]
+    assert sum(len(p) for p in parts) == 4
+    speakers = [{r["speaker"] for r in p} for p in parts]
+    assert all(len(s) == 1 for s in speakers) and len(set.union(*speakers)) == 3
