@@ -20,6 +20,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 cd "$(dirname "$0")/../.."
+source recipes/common.sh
 data=$exp_dir/data
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
@@ -30,40 +31,23 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  if [ -f "$exp_dir/best.pt" ] && [ -f "$exp_dir/.trained" ]; then echo "stage 2: $exp_dir/best.pt exists, skipped"; else
-    echo "stage 2: training into $exp_dir"
-    start=$(date +%s)
-    asr-train experiment=demo exp_dir="$exp_dir" resume=true progress=false \
-      data.train_manifest="$data/train.jsonl" data.dev_manifest="$data/dev.jsonl"
-    echo "training took $(( $(date +%s) - start )) s"
-    touch "$exp_dir/.trained"
-  fi
+  train_model demo "$exp_dir" "$data"
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   echo "stage 3: test set (voices never heard in training)"
-  asr-evaluate --model "$exp_dir/best.pt" --manifest "$data/test.jsonl" --report "$exp_dir/test_report.json" \
-    | tee "$exp_dir/test_wer.txt"
+  evaluate_split "$exp_dir/best.pt" "$data/test.jsonl" "$exp_dir/test_wer.txt" "$exp_dir/test_report.json"
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   echo "stage 4: word 3-gram LM from the training transcripts; beam search on the test set"
   [ -f "$exp_dir/lm.arpa" ] || asr-lm build --order 3 "$data/train.jsonl" "$exp_dir/lm.arpa"
   # LM weight and word score tuned on dev with: asr-lm tune --model $exp_dir/best.pt --manifest $data/dev.jsonl --lm $exp_dir/lm.arpa
-  asr-evaluate --model "$exp_dir/best.pt" --manifest "$data/test.jsonl" --report "$exp_dir/test_report_beam.json" \
-    --decoder beam --lm "$exp_dir/lm.arpa" --lm-weight 0.5 --word-score 4 | tee "$exp_dir/test_wer_beam.txt"
+  evaluate_split "$exp_dir/best.pt" "$data/test.jsonl" "$exp_dir/test_wer_beam.txt" "$exp_dir/test_report_beam.json" \
+    --decoder beam --lm "$exp_dir/lm.arpa" --lm-weight 0.5 --word-score 4
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   echo "stage 5: transcribing two test files (beam search with the LM)"
-  files=$(python - "$data/test.jsonl" <<'PY'
-import json, os, sys
-lines = open(sys.argv[1]).read().splitlines()[:2]
-for l in lines:
-    r = json.loads(l)
-    print(os.path.join(os.path.dirname(sys.argv[1]), r["audio_filepath"]))
-    print(f"  reference: {r['text']}", file=sys.stderr)
-PY
-)
-  asr-transcribe $files --model "$exp_dir/best.pt" --decoder beam --lm "$exp_dir/lm.arpa" --lm-weight 0.5 --word-score 4
+  transcribe_sample "$data/test.jsonl" "$exp_dir/best.pt" --decoder beam --lm "$exp_dir/lm.arpa" --lm-weight 0.5 --word-score 4
 fi

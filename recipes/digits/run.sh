@@ -34,6 +34,7 @@ done
 [ -n "$corpus_dir" ] && corpus_dir=$(realpath -m "$corpus_dir")
 exp_dir=$(realpath -m "$exp_dir")
 cd "$(dirname "$0")/../.."
+source recipes/common.sh
 [ -x .venv/bin/asr-train ] && export PATH="$PWD/.venv/bin:$PATH"
 # One math thread per process: on a shared CPU, OpenMP threads that spin-wait for each
 # other measured 3-5x slower than one thread. Set OMP_NUM_THREADS to use more.
@@ -54,14 +55,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  if [ -f "$exp_dir/best.pt" ] && [ -f "$exp_dir/.trained" ]; then echo "stage 2: $exp_dir/best.pt exists, skipped"; else
-    echo "stage 2: training into $exp_dir"
-    start=$(date +%s)
-    asr-train experiment=digits exp_dir="$exp_dir" resume=true progress=false \
-      data.train_manifest="$data/train.jsonl" data.dev_manifest="$data/dev.jsonl" "$@"
-    echo "training took $(( $(date +%s) - start )) s" | tee "$exp_dir/train_time.txt"
-    touch "$exp_dir/.trained"
-  fi
+  train_model digits "$exp_dir" "$data" "$@"
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
@@ -69,30 +63,16 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   [ -f "$data/lexicon.txt" ] || printf '%s\n' zero one two three four five six seven eight nine > "$data/lexicon.txt"
   for split in dev test; do
     for decoding in greedy lexicon; do
-      out=$exp_dir/${split}_wer_$decoding.txt
-      if [ -f "$out" ] && [ "$out" -nt "$exp_dir/best.pt" ]; then
-        echo "stage 3: $split, $decoding: $(cat "$out") (done before, skipped)"; continue
-      fi
       opts=()
       [ "$decoding" = lexicon ] && opts=(--decoder beam --lexicon "$data/lexicon.txt")
-      asr-evaluate --model "$exp_dir/best.pt" --manifest "$data/$split.jsonl" "${opts[@]}" \
-        --report "$exp_dir/${split}_report_$decoding.json" > "$out.tmp"
-      mv "$out.tmp" "$out"
-      echo "stage 3: $split ($(sed -n 1p "$data/$split.jsonl" | grep -o '"speaker": "[^"]*"'), never heard in training)," \
-        "$decoding decoding: $(cat "$out")"
+      echo -n "stage 3: $split ($(sed -n 1p "$data/$split.jsonl" | grep -o '"speaker": "[^"]*"'), never heard in training) "
+      evaluate_split "$exp_dir/best.pt" "$data/$split.jsonl" "$exp_dir/${split}_wer_$decoding.txt" \
+        "$exp_dir/${split}_report_$decoding.json" "${opts[@]}"
     done
   done
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   echo "stage 4: transcribing two test files"
-  mapfile -t files < <(python3 - "$data/test.jsonl" <<'PY'
-import json, os, sys
-for line in open(sys.argv[1]).read().splitlines()[:2]:
-    r = json.loads(line)
-    print(os.path.join(os.path.dirname(sys.argv[1]), r["audio_filepath"]))
-    print(f"  reference: {r['text']}", file=sys.stderr)
-PY
-)
-  asr-transcribe "${files[@]}" --model "$exp_dir/best.pt" --decoder beam --lexicon "$data/lexicon.txt"
+  transcribe_sample "$data/test.jsonl" "$exp_dir/best.pt" --decoder beam --lexicon "$data/lexicon.txt"
 fi

@@ -37,6 +37,7 @@ esac
 [ -n "$corpus_dir" ] && corpus_dir=$(realpath -m "$corpus_dir")
 exp_dir=$(realpath -m "$exp_dir")
 cd "$(dirname "$0")/../.."
+source recipes/common.sh
 [ -x .venv/bin/asr-train ] && export PATH="$PWD/.venv/bin:$PATH"
 data=$exp_dir/data
 
@@ -54,38 +55,17 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  if [ -f "$exp_dir/best.pt" ] && [ -f "$exp_dir/.trained" ]; then echo "stage 2: $exp_dir/best.pt exists, skipped"; else
-    echo "stage 2: training into $exp_dir"
-    start=$(date +%s)
-    asr-train experiment="librispeech_$setup" exp_dir="$exp_dir" resume=true progress=false \
-      data.train_manifest="$data/train.jsonl" data.dev_manifest="$data/dev.jsonl" "$@"
-    echo "training took $(( $(date +%s) - start )) s" | tee "$exp_dir/train_time.txt"
-    touch "$exp_dir/.trained"
-  fi
+  train_model "librispeech_$setup" "$exp_dir" "$data" "$@"
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   for split in dev test test-other; do
-    if [ -f "$exp_dir/${split}_wer.txt" ] && [ "$exp_dir/${split}_wer.txt" -nt "$exp_dir/best.pt" ]; then
-      echo "stage 3: $split: $(cat "$exp_dir/${split}_wer.txt") (done before, skipped)"; continue
-    fi
-    echo "stage 3: $split"
-    asr-evaluate --model "$exp_dir/best.pt" --manifest "$data/$split.jsonl" \
-      --report "$exp_dir/${split}_report.json" > "$exp_dir/.${split}_wer.txt"
-    mv "$exp_dir/.${split}_wer.txt" "$exp_dir/${split}_wer.txt"
-    echo "$split: $(cat "$exp_dir/${split}_wer.txt")"
+    echo -n "stage 3: "
+    evaluate_split "$exp_dir/best.pt" "$data/$split.jsonl" "$exp_dir/${split}_wer.txt" "$exp_dir/${split}_report.json"
   done
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   echo "stage 4: transcribing two test-clean files"
-  mapfile -t files < <(python3 - "$data/test.jsonl" <<'PY'
-import json, sys
-for line in open(sys.argv[1]).read().splitlines()[:2]:
-    r = json.loads(line)
-    print(r["audio_filepath"])
-    print(f"  reference: {r['text']}", file=sys.stderr)
-PY
-)
-  asr-transcribe "${files[@]}" --model "$exp_dir/best.pt"
+  transcribe_sample "$data/test.jsonl" "$exp_dir/best.pt"
 fi

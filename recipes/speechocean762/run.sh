@@ -31,6 +31,7 @@ done
 [ -n "$corpus_dir" ] && corpus_dir=$(realpath -m "$corpus_dir")
 exp_dir=$(realpath -m "$exp_dir")
 cd "$(dirname "$0")/../.."
+source recipes/common.sh
 [ -x .venv/bin/asr-train ] && export PATH="$PWD/.venv/bin:$PATH"
 # One math thread per process: on a shared CPU, OpenMP threads that spin-wait for each
 # other measured 3-5x slower than one thread. Set OMP_NUM_THREADS to use more.
@@ -61,14 +62,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  if [ -f "$exp_dir/best.pt" ] && [ -f "$exp_dir/.trained" ]; then echo "stage 2: $exp_dir/best.pt exists, skipped"; else
-    echo "stage 2: training into $exp_dir"
-    start=$(date +%s)
-    asr-train experiment=speechocean762 exp_dir="$exp_dir" resume=true progress=false \
-      data.train_manifest="$data/train.jsonl" data.dev_manifest="$data/dev.jsonl" "$@"
-    echo "training took $(( $(date +%s) - start )) s" | tee "$exp_dir/train_time.txt"
-    touch "$exp_dir/.trained"
-  fi
+  train_model speechocean762 "$exp_dir" "$data" "$@"
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
@@ -77,29 +71,16 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   [ -f "$data/train_3gram.arpa" ] || asr-lm build "$data/train.jsonl" "$data/train_3gram.arpa" --order 3
   for split in dev test; do
     for decoding in greedy lm; do
-      out=$exp_dir/${split}_wer_$decoding.txt
-      if [ -f "$out" ] && [ "$out" -nt "$exp_dir/best.pt" ]; then
-        echo "stage 3: $split, $decoding: $(cat "$out") (done before, skipped)"; continue
-      fi
       opts=()
       [ "$decoding" = lm ] && opts=(--decoder beam --lm "$data/train_3gram.arpa" --lm-weight 1.0 --word-score 2)
-      asr-evaluate --model "$exp_dir/best.pt" --manifest "$data/$split.jsonl" "${opts[@]}" \
-        --report "$exp_dir/${split}_report_$decoding.json" > "$out.tmp"
-      mv "$out.tmp" "$out"
-      echo "stage 3: $split (speakers never heard in training), $decoding decoding: $(cat "$out")"
+      echo -n "stage 3: $split (speakers never heard in training) "
+      evaluate_split "$exp_dir/best.pt" "$data/$split.jsonl" "$exp_dir/${split}_wer_$decoding.txt" \
+        "$exp_dir/${split}_report_$decoding.json" "${opts[@]}"
     done
   done
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   echo "stage 4: transcribing two test files"
-  mapfile -t files < <(python3 - "$data/test.jsonl" <<'PY'
-import json, os, sys
-for line in open(sys.argv[1]).read().splitlines()[:2]:
-    r = json.loads(line)
-    print(os.path.join(os.path.dirname(sys.argv[1]), r["audio_filepath"]))
-    print(f"  reference: {r['text']}", file=sys.stderr)
-PY
-)
-  asr-transcribe "${files[@]}" --model "$exp_dir/best.pt"
+  transcribe_sample "$data/test.jsonl" "$exp_dir/best.pt"
 fi

@@ -1,0 +1,44 @@
+# Stage bodies shared by the recipes' run.sh scripts (source it after cd to the repository root).
+
+# train_model EXPERIMENT EXP_DIR DATA_DIR [HYDRA_OVERRIDES...]
+#   asr-train on DATA_DIR/{train,dev}.jsonl into EXP_DIR; skipped once finished, resumed if interrupted.
+train_model() {
+  local experiment=$1 exp_dir=$2 data=$3; shift 3
+  if [ -f "$exp_dir/best.pt" ] && [ -f "$exp_dir/.trained" ]; then
+    echo "stage 2: $exp_dir/best.pt exists, skipped"; return
+  fi
+  echo "stage 2: training into $exp_dir"
+  local start; start=$(date +%s)
+  asr-train experiment="$experiment" exp_dir="$exp_dir" resume=true progress=false \
+    data.train_manifest="$data/train.jsonl" data.dev_manifest="$data/dev.jsonl" "$@"
+  echo "training took $(( $(date +%s) - start )) s" | tee "$exp_dir/train_time.txt"
+  touch "$exp_dir/.trained"
+}
+
+# evaluate_split MODEL MANIFEST OUT_TXT REPORT_JSON [DECODER_OPTIONS...]
+#   asr-evaluate's summary line into OUT_TXT (atomically); skipped when newer than MODEL.
+evaluate_split() {
+  local model=$1 manifest=$2 out=$3 report=$4; shift 4
+  if [ -f "$out" ] && [ "$out" -nt "$model" ]; then
+    echo "$(basename "$out" .txt): $(cat "$out") (done before, skipped)"; return
+  fi
+  asr-evaluate --model "$model" --manifest "$manifest" --report "$report" "$@" > "$out.tmp"
+  mv "$out.tmp" "$out"
+  echo "$(basename "$out" .txt): $(cat "$out")"
+}
+
+# transcribe_sample MANIFEST MODEL [DECODER_OPTIONS...]
+#   asr-transcribe the manifest's first two files, printing their references first.
+transcribe_sample() {
+  local manifest=$1 model=$2; shift 2
+  local files
+  mapfile -t files < <(python3 - "$manifest" <<'PY'
+import json, os, sys
+for line in open(sys.argv[1]).read().splitlines()[:2]:
+    r = json.loads(line)
+    print(os.path.join(os.path.dirname(sys.argv[1]), r["audio_filepath"]))
+    print(f"  reference: {r['text']}", file=sys.stderr)
+PY
+)
+  asr-transcribe "${files[@]}" --model "$model" "$@"
+}
