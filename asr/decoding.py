@@ -62,7 +62,8 @@ def add_decoder_arguments(parser) -> None:
                                      "a word LM's own words are the lexicon, and a character LM "
                                      "(asr-lm build --unit char) decodes lexicon-free")
     g.add_argument("--beam-size", type=int, default=50, help="hypotheses kept per frame (default 50)")
-    g.add_argument("--beam-threshold", type=float, default=25.0, help="prune scores this far below the best")
+    g.add_argument("--beam-threshold", type=float, default=15.0,
+                   help="prune hypotheses scoring this far below the best (default 15)")
     g.add_argument("--lm-weight", type=float, default=0.5, help="LM weight, alpha (default 0.5)")
     g.add_argument("--word-score", type=float, default=0.0, help="word insertion score, beta (default 0)")
     g.add_argument("--beam-size-token", type=int, default=8, help="tokens tried per frame, 0 = all (default 8)")

@@ -305,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lm", required=True, help="n-gram language model, KenLM ARPA or binary")
     g.add_argument("--lexicon", help="lexicon file, a word and its spelling a line")
     g.add_argument("--beam-size", type=int, default=50, help="hypotheses kept per frame (default 50)")
-    g.add_argument("--beam-threshold", type=float, default=25.0, help="prune scores this far below the best")
+    g.add_argument("--beam-threshold", type=float, default=15.0,
+                   help="prune hypotheses scoring this far below the best (default 15)")
     return p
 
 

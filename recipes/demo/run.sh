@@ -44,10 +44,10 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   [ -f "$exp_dir/lm.arpa" ] || asr-lm build --order 3 "$data/train.jsonl" "$exp_dir/lm.arpa"
   # LM weight and word score tuned on dev with: asr-lm tune --model $exp_dir/best.pt --manifest $data/dev.jsonl --lm $exp_dir/lm.arpa
   evaluate_split "$exp_dir/best.pt" "$data/test.jsonl" "$exp_dir/test_wer_beam.txt" "$exp_dir/test_report_beam.json" \
-    --decoder beam --lm "$exp_dir/lm.arpa" --lm-weight 0.5 --word-score 4
+    --decoder beam --lm "$exp_dir/lm.arpa" --lm-weight 1.5 --word-score -1
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   echo "stage 5: transcribing two test files (beam search with the LM)"
-  transcribe_sample "$data/test.jsonl" "$exp_dir/best.pt" --decoder beam --lm "$exp_dir/lm.arpa" --lm-weight 0.5 --word-score 4
+  transcribe_sample "$data/test.jsonl" "$exp_dir/best.pt" --decoder beam --lm "$exp_dir/lm.arpa" --lm-weight 1.5 --word-score -1
 fi
