@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from asr.checkpoint import save_checkpoint
 from asr.data import Utterance, write_manifest
 from asr.features import FeatureConfig
 from asr.model import ModelConfig
@@ -58,6 +59,14 @@ def tiny_recognizer(seed: int = 0, n_mels: int = 16, hidden: int = 16, layers: i
     return Recognizer(FeatureConfig(n_mels=n_mels),
                       ModelConfig(rnn_type=rnn_type, hidden_size=hidden, num_layers=layers, dropout=0.0, **model),
                       vocab or Vocabulary())
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """An untrained checkpoint (40 mels, 1 x 32 BiLSTM) for CLI plumbing tests."""
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_checkpoint(path, tiny_recognizer(n_mels=40, hidden=32).describe())
+    return path
 
 
 @pytest.fixture

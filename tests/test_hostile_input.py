@@ -6,14 +6,8 @@ import struct
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from asr import audio
-from asr.checkpoint import save_checkpoint
-from asr.features import FeatureConfig
-from asr.model import ModelConfig
-from asr.recognizer import Recognizer
-from asr.text import Vocabulary
 from asr.transcribe import main
 from asr.utils import run_cli
 
@@ -21,12 +15,8 @@ SR = 16000
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    rec = Recognizer(FeatureConfig(n_mels=40), ModelConfig(hidden_size=16, num_layers=1), Vocabulary())
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_checkpoint(path, rec.describe())
-    return path
+def ckpt(tiny_checkpoint):
+    return tiny_checkpoint
 
 
 def _hostile(d):

@@ -11,10 +11,7 @@ import soundfile as sf
 import torch
 
 from asr.align import align_words
-from asr.checkpoint import save_checkpoint
 from asr.features import FeatureConfig
-from asr.model import ModelConfig
-from asr.recognizer import Recognizer
 from asr.synth import Voice, render
 from asr.text import Vocabulary
 from asr.transcribe import main, transcribe_files
@@ -23,12 +20,8 @@ SR = 16000
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    rec = Recognizer(FeatureConfig(n_mels=40), ModelConfig(hidden_size=32, num_layers=1), Vocabulary())
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_checkpoint(path, rec.describe())
-    return path
+def ckpt(tiny_checkpoint):
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
