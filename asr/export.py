@@ -14,6 +14,7 @@ loads it.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import os
@@ -27,7 +28,7 @@ from torch import nn
 from asr.checkpoint import CheckpointError
 from asr.features import FeatureConfig, LogMel
 from asr.model import BiRNNCTC, ModelConfig
-from asr.recognizer import Recognizer
+from asr.recognizer import Recognizer, Timing
 from asr.text import Vocabulary
 from asr.utils import UserError, atomic_open, run_cli
 
@@ -37,8 +38,8 @@ EXPORT_FORMATS = ("onnx", "torchscript")
 
 
 class ExportableModel(nn.Module):
-    """:class:`asr.model.BiRNNCTC` in a form tracers keep shape-generic (frame stacking
-    without Python branches on the length, no packing).
+    """:class:`asr.model.BiRNNCTC` sharing its weights, never packing sequences (packing
+    does not trace; :func:`asr.features.stack_frames` has no branch on the length).
 
     ``forward(features (batch, frames, n_mels), lengths (batch,)) ->
     (log_probs (batch, steps, vocab), step_lengths (batch,))``, as the model on the CPU.
@@ -46,21 +47,11 @@ class ExportableModel(nn.Module):
 
     def __init__(self, model: BiRNNCTC):
         super().__init__()
-        self.model = model
-        self.factor = model.cfg.subsample
+        self.model = copy.copy(model)  # shares the submodules; only the config differs
+        self.model.cfg = dataclasses.replace(model.cfg, pack="never")
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x, f = features, self.factor
-        if f > 1:
-            batch, frames, dim = features.shape
-            x = torch.cat([x, x.new_zeros(batch, f - 1, dim)], 1)  # pad, then keep whole steps
-            steps = (frames + f - 1) // f
-            x = x[:, :steps * f].reshape(batch, steps, dim * f)
-            lengths = torch.div(lengths + f - 1, f, rounding_mode="floor")
-        for rnn, norm in zip(self.model.rnns, self.model.norms):
-            x, _ = rnn(x)
-            x = norm(x)
-        return self.model.classifier(x).float().log_softmax(-1), lengths
+        return self.model(features, lengths)
 
 
 class _TracedRecognizer(nn.Module):
@@ -139,7 +130,7 @@ def _configs(meta: dict, name: str) -> tuple[FeatureConfig, ModelConfig, Vocabul
         raise CheckpointError(f"{name}: export metadata does not match this version of asr ({e})") from None
 
 
-class _ExportedRecognizer:
+class _ExportedRecognizer(Timing):
     """What transcription needs of a recogniser: ``sample_rate``, ``frame_shift``,
     ``vocab``, ``feature_cfg``, ``features`` (a :class:`asr.features.LogMel`) and
     ``__call__(waves (batch, samples), lengths (batch,)) -> (log_probs (batch, steps, vocab), steps (batch,))``."""
@@ -149,14 +140,6 @@ class _ExportedRecognizer:
         self.features = LogMel(self.feature_cfg)
         self.features.mean.copy_(torch.tensor(meta["feature_mean"]))
         self.features.std.copy_(torch.tensor(meta["feature_std"]))
-
-    @property
-    def sample_rate(self) -> int:
-        return self.feature_cfg.sample_rate
-
-    @property
-    def frame_shift(self) -> float:
-        return self.feature_cfg.hop_length * self.model_cfg.subsample / self.feature_cfg.sample_rate
 
     def to(self, device) -> "_ExportedRecognizer":
         return self

@@ -149,11 +149,11 @@ def stack_frames(x: torch.Tensor, lengths: torch.Tensor, factor: int) -> tuple[t
     if factor == 1:
         return x, lengths
     batch, frames, dim = x.shape
-    pad = (-frames) % factor
-    if pad:
-        x = torch.nn.functional.pad(x, (0, 0, 0, pad))
-    x = x.reshape(batch, (frames + pad) // factor, dim * factor)
-    return x, torch.div(lengths + factor - 1, factor, rounding_mode="floor")
+    steps = (frames + factor - 1) // factor
+    # Pad by factor - 1 zero frames, then keep whole steps: no branch on the length, so a
+    # traced copy (ONNX, TorchScript) stays right for every length.
+    x = torch.cat([x, x.new_zeros(batch, factor - 1, dim)], 1)[:, :steps * factor]
+    return x.reshape(batch, steps, dim * factor), torch.div(lengths + factor - 1, factor, rounding_mode="floor")
 
 
 def encoder_steps(duration: float, cfg: FeatureConfig, subsample: int) -> int:

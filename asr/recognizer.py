@@ -14,14 +14,12 @@ from asr.model import BiRNNCTC, ModelConfig
 from asr.text import Vocabulary
 
 
-class Recognizer(nn.Module):
-    """``forward(waves (batch, samples), lengths (batch,)) -> (log_probs (batch, steps, vocab), step_lengths (batch,))``."""
+class Timing:
+    """``sample_rate`` and ``frame_shift`` of anything with ``feature_cfg`` and ``model_cfg``
+    (a :class:`Recognizer` or an exported one)."""
 
-    def __init__(self, feature_cfg: FeatureConfig, model_cfg: ModelConfig, vocab: Vocabulary):
-        super().__init__()
-        self.feature_cfg, self.model_cfg, self.vocab = feature_cfg, model_cfg, vocab
-        self.features = LogMel(feature_cfg)
-        self.model = BiRNNCTC(model_cfg, feature_cfg.n_mels, len(vocab))
+    feature_cfg: FeatureConfig
+    model_cfg: ModelConfig
 
     @property
     def sample_rate(self) -> int:
@@ -31,6 +29,16 @@ class Recognizer(nn.Module):
     def frame_shift(self) -> float:
         """Seconds per encoder step (output frame)."""
         return self.feature_cfg.hop_length * self.model_cfg.subsample / self.feature_cfg.sample_rate
+
+
+class Recognizer(Timing, nn.Module):
+    """``forward(waves (batch, samples), lengths (batch,)) -> (log_probs (batch, steps, vocab), step_lengths (batch,))``."""
+
+    def __init__(self, feature_cfg: FeatureConfig, model_cfg: ModelConfig, vocab: Vocabulary):
+        super().__init__()
+        self.feature_cfg, self.model_cfg, self.vocab = feature_cfg, model_cfg, vocab
+        self.features = LogMel(feature_cfg)
+        self.model = BiRNNCTC(model_cfg, feature_cfg.n_mels, len(vocab))
 
     def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feats, frames = self.features(waves, lengths)  # (batch, frames, n_mels)
