@@ -109,6 +109,29 @@ def read_manifest(path: str | os.PathLike, check_files: bool = True) -> list[Utt
     return out
 
 
+def read_manifests(paths: str, check_files: bool = True) -> list[Utterance]:
+    """Read one manifest or several, comma-separated (``a.jsonl,b.jsonl``), as one list
+    in the order given: a corpus plus extra training data without merging files.
+
+    Raises
+    ------
+    ManifestError
+        as :func:`read_manifest` does, and for an id found in two of the manifests.
+    """
+    out: list[Utterance] = []
+    first: dict[str, str] = {}
+    for path in (p.strip() for p in str(paths).split(",")):
+        if not path:
+            raise ManifestError(f"{paths!r}: empty manifest path in the comma-separated list")
+        for u in read_manifest(path, check_files):
+            if u.id in first:
+                raise ManifestError(f"{path}: id {u.id!r} is also in {first[u.id]}; ids must be unique "
+                                    "across the manifests trained on together")
+            first[u.id] = path
+            out.append(u)
+    return out
+
+
 def write_manifest(path: str | os.PathLike, utterances: Iterable[Utterance], relative: bool = True) -> None:
     """Write utterances as JSON lines, atomically; audio paths relative to the manifest's
     folder when ``relative``."""
@@ -268,7 +291,8 @@ class DurationBatchSampler(Sampler[list[int]]):
 
 @dataclass
 class DataConfig:
-    """Manifests and batching. ``chars`` are the vocabulary's characters after the blank."""
+    """Manifests and batching. ``train_manifest`` may list several manifests, comma-separated
+    (a corpus plus extra data). ``chars`` are the vocabulary's characters after the blank."""
 
     train_manifest: str = "???"
     dev_manifest: str = "???"

@@ -36,7 +36,8 @@ from asr import distributed
 from asr.augment import AugmentConfig, SpecAugment, WaveAugment
 from asr.checkpoint import (epoch_path, link_or_copy, list_checkpoints, load_latest, periodic_path,
                             prune_checkpoints, save_checkpoint)
-from asr.data import AudioDataset, Batch, DataConfig, DurationBatchSampler, collate, drop_unalignable, read_manifest
+from asr.data import (AudioDataset, Batch, DataConfig, DurationBatchSampler, collate, drop_unalignable, read_manifest,
+                      read_manifests)
 from asr.evaluate import evaluate
 from asr.features import FeatureConfig, encoder_steps
 from asr.metrics import ErrorRates, error_rates
@@ -142,7 +143,7 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, device: torch.device, sto
     # Speed perturbation shortens audio by up to the fastest speed: keep labels alignable then too.
     fastest = max(cfg.augment.speeds or [1.0])
     steps = lambda d: encoder_steps(d / fastest, cfg.features, cfg.model.subsample)  # noqa: E731
-    train_utts = drop_unalignable(read_manifest(cfg.data.train_manifest), vocab, steps, "train")
+    train_utts = drop_unalignable(read_manifests(cfg.data.train_manifest), vocab, steps, "train")
     dev_utts = read_manifest(cfg.data.dev_manifest)
     if not train_utts:
         raise UserError(f"{cfg.data.train_manifest}: no utterance can be trained on (all transcripts empty "

@@ -2,6 +2,7 @@
 
 # train_model EXPERIMENT EXP_DIR DATA_DIR [HYDRA_OVERRIDES...]
 #   asr-train on DATA_DIR/{train,dev}.jsonl into EXP_DIR; skipped once finished, resumed if interrupted.
+#   $train_manifests, when set, replaces DATA_DIR/train.jsonl (comma-separated manifests).
 train_model() {
   local experiment=$1 exp_dir=$2 data=$3; shift 3
   if [ -f "$exp_dir/best.pt" ] && [ -f "$exp_dir/.trained" ]; then
@@ -10,7 +11,7 @@ train_model() {
   echo "stage 2: training into $exp_dir"
   local start; start=$(date +%s)
   asr-train experiment="$experiment" exp_dir="$exp_dir" resume=true progress=false \
-    data.train_manifest="$data/train.jsonl" data.dev_manifest="$data/dev.jsonl" "$@"
+    "data.train_manifest='${train_manifests:-$data/train.jsonl}'" data.dev_manifest="$data/dev.jsonl" "$@"
   echo "training took $(( $(date +%s) - start )) s" | tee "$exp_dir/train_time.txt"
   touch "$exp_dir/.trained"
 }

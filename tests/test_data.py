@@ -9,7 +9,7 @@ import soundfile as sf
 import torch
 
 from asr.data import (AudioDataset, DataConfig, DurationBatchSampler, ManifestError, Utterance, collate,
-                      ctc_min_frames, drop_unalignable, read_manifest, write_manifest)
+                      ctc_min_frames, drop_unalignable, read_manifest, read_manifests, write_manifest)
 from asr.features import FeatureConfig, encoder_steps
 from asr.text import Vocabulary
 from asr.utils import UserError
@@ -44,6 +44,22 @@ def test_read_manifest_resolves_relative_paths_against_its_folder(wav_dir, monke
     assert Path(utts[0].audio_filepath) == wav_dir / "audio/x.wav"
     assert Path(utts[1].audio_filepath) == wav_dir / "audio/y.wav"
     assert (utts[0].duration, utts[0].text, utts[0].extra) == (0.5, "Hello", {"speaker": "s1"})
+
+
+def test_several_manifests_read_as_one_in_order(wav_dir, tmp_path):
+    (wav_dir / "other").mkdir()
+    a = _write_lines(wav_dir / "a.jsonl", [{"audio_filepath": "audio/x.wav", "duration": 0.5, "text": "x", "id": "a1"}])
+    b = _write_lines(wav_dir / "other" / "b.jsonl", [
+        {"audio_filepath": "../audio/y.wav", "duration": 0.25, "text": "y", "id": "b1"},
+        {"audio_filepath": "../audio/x.wav", "duration": 0.5, "text": "z", "id": "b2"}])
+    utts = read_manifests(f"{a}, {b}")  # each manifest's relative paths resolve against its own folder
+    assert [(u.id, Path(u.audio_filepath).resolve()) for u in utts] == [
+        ("a1", wav_dir / "audio/x.wav"), ("b1", wav_dir / "audio/y.wav"), ("b2", wav_dir / "audio/x.wav")]
+    assert [u.id for u in read_manifests(str(b))] == ["b1", "b2"]
+    with pytest.raises(ManifestError, match=r"'a1' is also in .*a\.jsonl"):
+        read_manifests(f"{a},{a}")
+    with pytest.raises(ManifestError, match="empty manifest path"):
+        read_manifests(f"{a},")
 
 
 def test_write_then_read_round_trips_with_relative_paths(wav_dir, tmp_path):

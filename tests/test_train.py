@@ -251,3 +251,19 @@ def test_trains_on_cuda_in_bf16_with_packed_sequences(tones, tmp_path):
 def test_negative_settings_are_rejected():
     with pytest.raises(ValueError, match="keep_last_n=-1"):
         TrainConfig(keep_last_n=-1)
+
+
+def test_cli_trains_on_several_comma_separated_manifests(tones, tmp_path):
+    train_m, dev_m = tones
+    proc = asr_train(cli_overrides(f"'{train_m},{dev_m}'", dev_m, tmp_path / "dup"))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "id 't000' is also in" in err and "Traceback" not in err
+    extra = write_tone_corpus(tmp_path / "extra", 4, seed=3)
+    lines = [json.loads(line) for line in extra.open()]
+    extra.write_text("".join(json.dumps({**r, "id": "x" + r["id"]}) + "\n" for r in lines))
+    proc = asr_train(cli_overrides(f"'{train_m},{extra}'", dev_m, tmp_path / "run", "epochs=1", "deterministic=false"))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    assert "train: 20 utterances" in (tmp_path / "run" / "train.log").read_text()  # 16 + 4, as one set
+    epochs = [r for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").open()) if r["kind"] == "epoch"]
+    assert epochs[-1]["step"] == 10  # batches of 2
