@@ -72,7 +72,7 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   for split in dev test; do
     for decoding in greedy lm; do
       opts=()
-      [ "$decoding" = lm ] && opts=(--decoder beam --lm "$data/train_3gram.arpa" --lm-weight 1.0 --word-score 2)
+      [ "$decoding" = lm ] && opts=(--decoder beam --lm "$data/train_3gram.arpa" --lm-weight 2 --word-score 1)
       echo -n "stage 3: $split (speakers never heard in training) "
       evaluate_split "$exp_dir/best.pt" "$data/$split.jsonl" "$exp_dir/${split}_wer_$decoding.txt" \
         "$exp_dir/${split}_report_$decoding.json" "${opts[@]}"
