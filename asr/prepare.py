@@ -10,7 +10,7 @@ The ``asr-prepare`` command exposes them::
 
     asr-prepare kaldi DATA_DIR OUT.jsonl [--audio-root DIR]
     asr-prepare split ALL.jsonl --train TRAIN.jsonl --dev DEV.jsonl [--test TEST.jsonl] [--dev-fraction 0.1]
-    asr-prepare digits FSDD_DIR OUT_DIR [--dev-speakers lucas] [--test-speakers yweweler]
+    asr-prepare digits FSDD_DIR OUT_DIR [--dev-speakers lucas] [--test-speakers yweweler] [--synthetic N]
     asr-prepare librispeech LIBRISPEECH_DIR OUT_DIR --train-subsets train-clean-100
     asr-prepare download {fsdd,speechocean762,librispeech} DEST_DIR [--subsets ...]
 """
@@ -249,6 +249,30 @@ def prepare_digits(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
     return result
 
 
+def synthesize_digits(out_dir: str | os.PathLike, n: int, max_digits: int = 7, sample_rate: int = 16000,
+                      seed: int = 0) -> list[Utterance]:
+    """Speak ``n`` random strings of 1 to ``max_digits`` digits with random eSpeak NG voices
+    (:func:`asr.synth.random_voice`: 47 variants, US or British English, random rate and
+    pitch), as extra training speakers for a corpus with few. Writes
+    ``out_dir/wav/synthetic/*.wav`` and ``out_dir/synthetic.jsonl`` (``speaker`` is the voice).
+    """
+    from asr.synth import random_voice, write_corpus
+
+    out_dir = Path(out_dir)
+    rng = np.random.default_rng([seed, 99])
+    items = []
+    for i in range(n):
+        text = " ".join(DIGIT_WORDS[d] for d in rng.integers(10, size=rng.integers(1, max_digits + 1)))
+        items.append((f"synthetic-{i:05d}", text, random_voice(rng)))
+    utts = write_corpus(out_dir / "wav" / "synthetic", items, sample_rate, seed)
+    for u in utts:
+        u.extra["speaker"] = u.extra.pop("voice")
+    write_manifest(out_dir / "synthetic.jsonl", utts)
+    log.info("synthetic: %d utterances, %.2f h, %d voices", len(utts), sum(u.duration for u in utts) / 3600,
+             len({u.extra["speaker"] for u in utts}))
+    return utts
+
+
 # --------------------------------------------------------------------------- LibriSpeech
 
 LIBRISPEECH_SUBSETS = ("dev-clean", "dev-other", "test-clean", "test-other",
@@ -417,6 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--n-dev", type=int, default=300)
     d.add_argument("--n-test", type=int, default=500)
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--synthetic", type=int, default=0, metavar="N",
+                   help="also write N eSpeak NG digit strings with random voices to synthetic.jsonl "
+                        "(extra training speakers)")
     d.add_argument("--download", action="store_true", help="download FSDD v1.0.10 into corpus_dir first")
 
     dl = sub.add_parser("download", help="download and verify a public corpus")
@@ -461,9 +488,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: {path}: {len(utts)} utterances, {speakers} speakers, "
                       f"{sum(u.duration for u in utts) / 3600:.2f} h")
     elif args.command == "digits":
+        if args.synthetic < 0:
+            raise PrepareError(f"--synthetic {args.synthetic}: expected a number of utterances >= 0")
         corpus = download_fsdd(args.corpus_dir) if args.download else args.corpus_dir
         prepare_digits(corpus, args.out_dir, _csv(args.dev_speakers),
-                                _csv(args.test_speakers), args.n_train, args.n_dev, args.n_test, seed=args.seed)
+                       _csv(args.test_speakers), args.n_train, args.n_dev, args.n_test, seed=args.seed)
+        if args.synthetic:
+            synthesize_digits(args.out_dir, args.synthetic, seed=args.seed)
     elif args.command == "download":
         if args.corpus == "fsdd":
             corpus = download_fsdd(args.dest_dir)

@@ -100,6 +100,24 @@ def test_digits_errors_are_one_line(tmp_path, capsys):
         prepare_digits(corpus, tmp_path / "o", ["ann", "bob"], ["cat"])
 
 
+def test_synthetic_digit_strings_with_random_voices(tmp_path, capsys):
+    corpus = _write_fsdd(tmp_path / "fsdd", ["ann", "bob", "cat"])
+    out = tmp_path / "data"
+    assert run_cli(prep.main, ["digits", str(corpus), str(out), "--dev-speakers", "bob", "--test-speakers", "cat",
+                               "--n-train", "4", "--n-dev", "2", "--n-test", "2", "--synthetic", "3"]) == 0
+    utts = read_manifest(out / "synthetic.jsonl")
+    assert [u.id for u in utts] == ["synthetic-00000", "synthetic-00001", "synthetic-00002"]
+    assert all(set(u.text.split()) <= set(prep.DIGIT_WORDS) and 1 <= len(u.text.split()) <= 7 for u in utts)
+    assert all(u.extra["speaker"].startswith(("en-us+", "en+")) for u in utts)
+    for u in utts:  # real speech-length audio at 16 kHz, about 0.3 s or more per digit
+        duration, rate = audio_info(u.audio_filepath)
+        assert rate == 16000 and abs(duration - u.duration) < 1e-3
+        assert u.duration > 0.3 * len(u.text.split())
+    assert len(read_manifest(out / "train.jsonl")) == 4  # the real training set is unchanged
+    assert run_cli(prep.main, ["digits", str(corpus), str(tmp_path / "o"), "--synthetic", "-1"]) == 2
+    assert "--synthetic -1" in capsys.readouterr().err
+
+
 def _fsdd_archive(tmp_path: Path) -> tuple[Path, str]:
     src = _write_fsdd(tmp_path / "src" / "free-spoken-digit-dataset-1.0.10", prep.FSDD_SPEAKERS, per_digit=1)
     archive = tmp_path / "fsdd.tar.gz"

@@ -3,7 +3,12 @@
 # digits are built from one speaker's isolated recordings, with random pauses and gain,
 # at 16 kHz. Dev and test speakers are never heard in training.
 #
-#   bash recipes/digits/run.sh [--corpus-dir DIR] [--exp-dir exp/digits] [--stage 0] [--stop-stage 4] [-- KEY=VALUE ...]
+#   bash recipes/digits/run.sh [--corpus-dir DIR] [--exp-dir exp/digits] [--stage 0] [--stop-stage 4]
+#       [--synthetic 3000] [--extra-train PATH] [-- KEY=VALUE ...]
+#
+# --synthetic N adds N eSpeak NG digit strings with random voices to training (0: none);
+# --extra-train adds other real speech to training: a manifest, or a Kaldi data directory
+# (e.g. speechocean762's train/, prepared into <exp-dir>/data/extra.jsonl).
 #
 # Stages: 0 download FSDD v1.0.10 (only without --corpus-dir; verified), 1 prepare
 # manifests, 2 train, 3 evaluate dev and test (greedy, and beam search over the ten digit
@@ -15,8 +20,10 @@ corpus_dir=""
 exp_dir=exp/digits
 stage=0
 stop_stage=4
-dev_speakers=lucas
+dev_speakers=yweweler
 test_speakers=yweweler
+synthetic=3000
+extra_train=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --corpus-dir) corpus_dir=$2; shift 2 ;;
@@ -25,13 +32,16 @@ while [ $# -gt 0 ]; do
     --stop-stage) stop_stage=$2; shift 2 ;;
     --dev-speakers) dev_speakers=$2; shift 2 ;;
     --test-speakers) test_speakers=$2; shift 2 ;;
+    --synthetic) synthetic=$2; shift 2 ;;
+    --extra-train) extra_train=$2; shift 2 ;;
     --) shift; break ;;
     *) echo "run.sh: unknown option $1 (expected --corpus-dir, --exp-dir, --stage, --stop-stage," \
-            "--dev-speakers, --test-speakers, -- overrides)" >&2; exit 2 ;;
+            "--dev-speakers, --test-speakers, --synthetic, --extra-train, -- overrides)" >&2; exit 2 ;;
   esac
 done
 # Paths are taken relative to where run.sh was started; then work from the repository root.
 [ -n "$corpus_dir" ] && corpus_dir=$(realpath -m "$corpus_dir")
+[ -n "$extra_train" ] && extra_train=$(realpath -m "$extra_train")
 exp_dir=$(realpath -m "$exp_dir")
 cd "$(dirname "$0")/../.."
 source recipes/common.sh
@@ -50,11 +60,20 @@ fi
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   if [ -f "$data/test.jsonl" ]; then echo "stage 1: $data exists, skipped"; else
     echo "stage 1: building connected-digit utterances from $corpus_dir into $data"
-    asr-prepare digits "$corpus_dir" "$data" --dev-speakers "$dev_speakers" --test-speakers "$test_speakers"
+    asr-prepare digits "$corpus_dir" "$data" --dev-speakers "$dev_speakers" --test-speakers "$test_speakers" \
+      --synthetic "$synthetic"
+  fi
+  if [ -d "$extra_train" ] && [ ! -f "$data/extra.jsonl" ]; then
+    echo "stage 1: preparing the Kaldi data directory $extra_train as extra training data"
+    asr-prepare kaldi "$extra_train" "$data/extra.jsonl"
   fi
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  train_manifests=$data/train.jsonl
+  [ -f "$data/synthetic.jsonl" ] && train_manifests+=",$data/synthetic.jsonl"
+  if [ -d "$extra_train" ]; then train_manifests+=",$data/extra.jsonl"
+  elif [ -n "$extra_train" ]; then train_manifests+=",$extra_train"; fi
   train_model digits "$exp_dir" "$data" "$@"
 fi
 
