@@ -1,5 +1,8 @@
 # Stage bodies shared by the recipes' run.sh scripts (source it after cd to the repository root).
 
+# The repository's .venv, when there is one, provides asr-train and the other commands.
+if [ -x .venv/bin/asr-train ]; then export PATH="$PWD/.venv/bin:$PATH"; fi
+
 # train_model EXPERIMENT EXP_DIR DATA_DIR [HYDRA_OVERRIDES...]
 #   asr-train on DATA_DIR/{train,dev}.jsonl into EXP_DIR; skipped once finished, resumed if interrupted.
 #   $train_manifests, when set, replaces DATA_DIR/train.jsonl (comma-separated manifests).

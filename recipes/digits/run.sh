@@ -45,7 +45,6 @@ done
 exp_dir=$(realpath -m "$exp_dir")
 cd "$(dirname "$0")/../.."
 source recipes/common.sh
-[ -x .venv/bin/asr-train ] && export PATH="$PWD/.venv/bin:$PATH"
 # One math thread per process: on a shared CPU, OpenMP threads that spin-wait for each
 # other measured 3-5x slower than one thread. Set OMP_NUM_THREADS to use more.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}

@@ -38,7 +38,6 @@ esac
 exp_dir=$(realpath -m "$exp_dir")
 cd "$(dirname "$0")/../.."
 source recipes/common.sh
-[ -x .venv/bin/asr-train ] && export PATH="$PWD/.venv/bin:$PATH"
 data=$exp_dir/data
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ] && [ -z "$corpus_dir" ]; then
