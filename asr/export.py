@@ -133,7 +133,12 @@ def _configs(meta: dict, name: str) -> tuple[FeatureConfig, ModelConfig, Vocabul
 class _ExportedRecognizer(Timing):
     """What transcription needs of a recogniser: ``sample_rate``, ``frame_shift``,
     ``vocab``, ``feature_cfg``, ``features`` (a :class:`asr.features.LogMel`) and
-    ``__call__(waves (batch, samples), lengths (batch,)) -> (log_probs (batch, steps, vocab), steps (batch,))``."""
+    ``__call__(waves (batch, samples), lengths (batch,)) -> (log_probs (batch, steps, vocab), steps (batch,))``.
+
+    The exported graph runs padded batches (packing does not trace), so padding would leak
+    into the backward direction of a shorter utterance; ``__call__`` therefore runs each
+    utterance on its own, and its output, like PyTorch's, does not depend on the batch.
+    """
 
     def __init__(self, meta: dict, name: str):
         self.feature_cfg, self.model_cfg, self.vocab = _configs(meta, name)
@@ -146,6 +151,19 @@ class _ExportedRecognizer(Timing):
 
     def eval(self) -> "_ExportedRecognizer":
         return self
+
+    @torch.no_grad()
+    def __call__(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        outs = [self._run(waves[i:i + 1, :int(n)].float(), lengths[i:i + 1]) for i, n in enumerate(lengths.tolist())]
+        steps = torch.cat([n for _, n in outs])
+        log_probs = outs[0][0].new_zeros(len(outs), int(steps.max()), outs[0][0].shape[-1])  # (batch, steps, vocab)
+        for i, (lp, n) in enumerate(outs):
+            log_probs[i, :int(n)] = lp[0, :int(n)]
+        return log_probs, steps
+
+    def _run(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One utterance: ``waves (1, samples)`` -> ``(log_probs (1, steps, vocab), steps (1,))``."""
+        raise NotImplementedError
 
 
 def _check_file(path: str | os.PathLike, what: str) -> Path:
@@ -179,9 +197,8 @@ class OnnxRecognizer(_ExportedRecognizer):
             raise CheckpointError(f"{path}: ONNX model without asr metadata; export it with asr-export")
         super().__init__(json.loads(meta), str(path))
 
-    @torch.no_grad()
-    def __call__(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feats, frames = self.features(waves.float().cpu(), lengths.cpu())  # (batch, frames, n_mels)
+    def _run(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats, frames = self.features(waves.cpu(), lengths.cpu())  # (batch, frames, n_mels)
         log_probs, steps = self.session.run(None, {"features": feats.numpy(), "lengths": frames.long().numpy()})
         return torch.from_numpy(log_probs), torch.from_numpy(steps)
 
@@ -203,9 +220,8 @@ class TorchScriptRecognizer(_ExportedRecognizer):
         super().__init__(json.loads(extra["asr.json"]), str(path))
         self.features = self.features.to(device)
 
-    @torch.no_grad()
-    def __call__(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.module(waves.float(), lengths)
+    def _run(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.module(waves, lengths)
 
 
 def build_parser() -> argparse.ArgumentParser:

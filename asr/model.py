@@ -17,8 +17,8 @@ PACKING = ("auto", "always", "never")
 @dataclass
 class ModelConfig:
     """``subsample`` stacks that many feature frames into one encoder step (3: 30 ms per
-    step at a 10 ms hop). ``pack``: ``auto`` packs sequences on CUDA only (see
-    :meth:`BiRNNCTC.forward`)."""
+    step at a 10 ms hop). ``pack``: ``auto`` packs sequences on CUDA, and on the CPU at
+    inference (eval mode) but not in training (see :meth:`BiRNNCTC.forward`)."""
 
     rnn_type: str = "lstm"
     hidden_size: int = 320
@@ -59,11 +59,14 @@ class BiRNNCTC(nn.Module):
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, lengths = stack_frames(features, lengths, self.cfg.subsample)  # (batch, steps, input_dim * subsample)
-        # Packing keeps padding out of the backward direction, and cuDNN runs packed batches
-        # fast. On the CPU, training through pack_padded_sequence measured 6-14x slower than
-        # the padded batch (torch 2.14.1, 2 threads), so there we run the padded batch and
-        # rely on length-bucketed batches to keep padding low; CTC only reads the true lengths.
-        pack = self.cfg.pack == "always" or (self.cfg.pack == "auto" and x.is_cuda)
+        # Packing keeps padding out of the backward direction, so an utterance's output does
+        # not depend on what it is batched with, and cuDNN runs packed batches fast. On the
+        # CPU, training through pack_padded_sequence measured 6-14x slower than the padded
+        # batch (torch 2.14.1, 2 threads), so CPU training runs the padded batch and relies on
+        # length-bucketed batches to keep padding low (CTC reads only the true lengths). CPU
+        # inference packs: forward-only it costs 0.9-1.4x the padded batch (bench/packing.py),
+        # and transcripts and WER must not change with the batch size.
+        pack = self.cfg.pack == "always" or (self.cfg.pack == "auto" and (x.is_cuda or not self.training))
         total = x.shape[1]
         if pack:
             x = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)

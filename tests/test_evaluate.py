@@ -50,6 +50,14 @@ def test_hypotheses_are_returned_in_manifest_order(corpus, recognizer):
     assert result.hypotheses == expected
 
 
+def test_results_do_not_depend_on_the_batch_size(corpus, recognizer):
+    utts = read_manifest(corpus.manifest)  # durations differ, so large batches are padded
+    alone = evaluate(recognizer, utts, max_batch_seconds=0.01)  # one utterance per batch
+    together = evaluate(recognizer, utts, max_batch_seconds=1000.0)
+    assert together.hypotheses == alone.hypotheses
+    assert together.loss == pytest.approx(alone.loss, rel=1e-5)
+
+
 def test_an_empty_n_best_list_counts_as_an_empty_hypothesis(corpus, recognizer):
     class Silent:
         def decode(self, log_probs, lengths):

@@ -56,13 +56,23 @@ def test_packed_output_of_a_shorter_utterance_equals_running_it_alone(rnn_type):
         torch.testing.assert_close(batch[i, :n], alone[0], atol=1e-5, rtol=1e-5)
 
 
-def test_padded_path_is_exact_for_the_longest_utterance_and_is_the_cpu_default():
+def test_padded_path_is_exact_for_the_longest_utterance_and_is_the_cpu_training_default():
     x, lengths = _features([12, 5])
     padded, _ = _model(pack="never")(x, lengths)
     alone, _ = _model(pack="never")(x[:1], lengths[:1])
     torch.testing.assert_close(padded[0], alone[0], atol=1e-5, rtol=1e-5)
-    auto, _ = _model(pack="auto")(x, lengths)
-    assert torch.equal(auto, padded)  # auto packs on CUDA only
+    auto, _ = _model(pack="auto").train()(x, lengths)
+    assert torch.equal(auto, padded)  # dropout is 0: training mode differs only in packing
+
+
+def test_cpu_inference_output_does_not_depend_on_the_batch():
+    model = _model(pack="auto")  # eval mode, on the CPU
+    x, lengths = _features([12, 5])
+    batch, n = model(x, lengths)
+    alone, _ = model(x[1:, :5], lengths[1:])
+    torch.testing.assert_close(batch[1, :n[1]], alone[0], atol=1e-5, rtol=1e-5)
+    padded, _ = _model(pack="never")(x, lengths)
+    assert not torch.allclose(padded[1, :n[1]], alone[0], atol=1e-3)  # what packing prevents
 
 
 def test_dropout_is_active_in_training_only():
