@@ -47,6 +47,34 @@ def test_build_digit_string_pads_scales_and_keeps_peaks_below_one():
     assert wave[800:2400].mean() > 0.5 and wave[4000:4800].mean() < -0.3
 
 
+def test_trimming_cuts_a_weak_onset_and_coda_but_keeps_the_loud_core():
+    t = np.arange(4000) / 16000
+    core = (0.5 * np.sin(2 * np.pi * 300 * t)).astype(np.float32)
+    weak = np.random.default_rng(1).normal(0, 0.01, 1600).astype(np.float32)  # -34 dB: a fricative
+    clip = np.concatenate([weak, core, weak])
+    kw = dict(pause=(0.0, 0.0), edge=(0.0, 0.0), gain_db=(0.0, 0.0), floor_db=(-200.0, -200.0))
+    kept = build_digit_string([clip], np.random.default_rng(0), 16000, **kw)
+    assert len(kept) == len(clip)  # trim_prob 0: untouched
+    cut = build_digit_string([clip], np.random.default_rng(0), 16000, trim_prob=1.0, trim_db=(20.0, 20.0), **kw)
+    assert len(core) <= len(cut) < len(core) + 800  # the core stays, at most a frame of each edge
+    assert np.abs(cut).max() == pytest.approx(0.5, abs=0.01)
+
+
+def test_prepare_digits_trims_training_digits_only(tmp_path):
+    corpus = _write_fsdd(tmp_path / "fsdd", ["ann", "bob", "cat"])
+    rec = corpus / "recordings"
+    for f in rec.glob("*.wav"):  # give every recording a weak 0.1 s onset
+        x, rate = sf.read(f, dtype="float32")
+        sf.write(f, np.concatenate([np.full(800, 0.005, np.float32), x]), rate, subtype="PCM_16")
+    plain = prepare_digits(corpus, tmp_path / "plain", ["bob"], ["cat"], 12, 6, 6, seed=1)
+    cut = prepare_digits(corpus, tmp_path / "cut", ["bob"], ["cat"], 12, 6, 6, seed=1, trim_prob=1.0)
+    for split in ("dev", "test"):
+        assert [u.duration for u in cut[split]] == [u.duration for u in plain[split]]
+    words = sum(len(u.text.split()) for u in cut["train"])
+    shorter = sum(u.duration for u in plain["train"]) - sum(u.duration for u in cut["train"])
+    assert shorter > 0.05 * words  # the 0.1 s onsets went (pauses are random, so not exactly)
+
+
 def test_prepare_digits_splits_by_speaker_and_resamples(tmp_path):
     corpus = _write_fsdd(tmp_path / "fsdd", ["ann", "bob", "cat", "dan"])
     out = tmp_path / "data"
@@ -94,6 +122,9 @@ def test_digits_errors_are_one_line(tmp_path, capsys):
     assert run_cli(prep.main, ["digits", str(corpus), str(tmp_path / "o"), "--test-speakers", "zed"]) == 2
     err = capsys.readouterr().err
     assert "zed" in err and "ann, bob, cat" in err and len(err.strip().splitlines()) == 1
+    assert run_cli(prep.main, ["digits", str(corpus), str(tmp_path / "o"), "--trim-prob", "1.5"]) == 2
+    err = capsys.readouterr().err
+    assert "--trim-prob 1.5" in err and "between 0 and 1" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(PrepareError, match="no FSDD recordings"):
         prep.find_fsdd_recordings(tmp_path)
     with pytest.raises(PrepareError, match="at least one training"):

@@ -4,8 +4,10 @@
 # at 16 kHz. Dev and test speakers are never heard in training.
 #
 #   bash recipes/digits/run.sh [--corpus-dir DIR] [--exp-dir exp/digits] [--stage 0] [--stop-stage 4]
-#       [--synthetic 3000] [--extra-train PATH] [-- KEY=VALUE ...]
+#       [--synthetic 3000] [--trim-prob 0] [--extra-train PATH] [-- KEY=VALUE ...]
 #
+# --trim-prob P cuts that share of the training digits tight (15-30 dB below their peak),
+# as an aggressive endpointer would; dev and test recordings are never cut.
 # --synthetic N adds N eSpeak NG digit strings with random voices to training (0: none);
 # --extra-train adds other real speech to training: a manifest, or a Kaldi data directory
 # (e.g. speechocean762's train/, prepared into <exp-dir>/data/extra.jsonl).
@@ -23,6 +25,7 @@ stop_stage=4
 dev_speakers=yweweler
 test_speakers=yweweler
 synthetic=3000
+trim_prob=0
 extra_train=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -33,10 +36,11 @@ while [ $# -gt 0 ]; do
     --dev-speakers) dev_speakers=$2; shift 2 ;;
     --test-speakers) test_speakers=$2; shift 2 ;;
     --synthetic) synthetic=$2; shift 2 ;;
+    --trim-prob) trim_prob=$2; shift 2 ;;
     --extra-train) extra_train=$2; shift 2 ;;
     --) shift; break ;;
     *) echo "run.sh: unknown option $1 (expected --corpus-dir, --exp-dir, --stage, --stop-stage," \
-            "--dev-speakers, --test-speakers, --synthetic, --extra-train, -- overrides)" >&2; exit 2 ;;
+            "--dev-speakers, --test-speakers, --synthetic, --trim-prob, --extra-train, -- overrides)" >&2; exit 2 ;;
   esac
 done
 # Paths are taken relative to where run.sh was started; then work from the repository root.
@@ -60,7 +64,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   if [ -f "$data/test.jsonl" ]; then echo "stage 1: $data exists, skipped"; else
     echo "stage 1: building connected-digit utterances from $corpus_dir into $data"
     asr-prepare digits "$corpus_dir" "$data" --dev-speakers "$dev_speakers" --test-speakers "$test_speakers" \
-      --synthetic "$synthetic"
+      --synthetic "$synthetic" --trim-prob "$trim_prob"
   fi
   if [ -d "$extra_train" ] && [ ! -f "$data/extra.jsonl" ]; then
     echo "stage 1: preparing the Kaldi data directory $extra_train as extra training data"
