@@ -4,7 +4,7 @@
 # at 16 kHz. Dev and test speakers are never heard in training.
 #
 #   bash recipes/digits/run.sh [--corpus-dir DIR] [--exp-dir exp/digits] [--stage 0] [--stop-stage 4]
-#       [--synthetic 3000] [--trim-prob 0] [--extra-train PATH] [-- KEY=VALUE ...]
+#       [--synthetic 3000] [--trim-prob 0.3] [--extra-train PATH] [-- KEY=VALUE ...]
 #
 # --trim-prob P cuts that share of the training digits tight (15-30 dB below their peak),
 # as an aggressive endpointer would; dev and test recordings are never cut.
@@ -25,7 +25,7 @@ stop_stage=4
 dev_speakers=yweweler
 test_speakers=yweweler
 synthetic=3000
-trim_prob=0
+trim_prob=0.3
 extra_train=""
 while [ $# -gt 0 ]; do
   case "$1" in
