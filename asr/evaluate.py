@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", required=True, help="JSON-lines manifest with reference texts")
     p.add_argument("--report", help="write per-utterance hypotheses and aligned errors to this JSON file")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    p.add_argument("--batch-seconds", type=float, default=200.0, help="audio seconds per batch, padding included (memory only: results do not depend on it)")
+    p.add_argument("--batch-seconds", type=float, default=200.0,
+                   help="audio seconds per batch, padding included (memory only: results do not depend on it)")
     add_decoder_arguments(p)
     return p
 

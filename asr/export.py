@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pad_sequence
 
 from asr.checkpoint import CheckpointError
 from asr.features import FeatureConfig, LogMel
@@ -154,12 +155,10 @@ class _ExportedRecognizer(Timing):
 
     @torch.no_grad()
     def __call__(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        outs = [self._run(waves[i:i + 1, :int(n)].float(), lengths[i:i + 1]) for i, n in enumerate(lengths.tolist())]
+        outs = [self._run(waves[i:i + 1, :n].float(), lengths[i:i + 1]) for i, n in enumerate(lengths.tolist())]
         steps = torch.cat([n for _, n in outs])
-        log_probs = outs[0][0].new_zeros(len(outs), int(steps.max()), outs[0][0].shape[-1])  # (batch, steps, vocab)
-        for i, (lp, n) in enumerate(outs):
-            log_probs[i, :int(n)] = lp[0, :int(n)]
-        return log_probs, steps
+        log_probs = pad_sequence([lp[0, :n] for (lp, _), n in zip(outs, steps.tolist())], batch_first=True)
+        return log_probs, steps  # (batch, steps, vocab), (batch,)
 
     def _run(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One utterance: ``waves (1, samples)`` -> ``(log_probs (1, steps, vocab), steps (1,))``."""

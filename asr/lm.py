@@ -300,7 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0, help="seed of --random")
     t.add_argument("--threads", type=int, default=0, help="decoding worker processes (default: one per core)")
     t.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    t.add_argument("--batch-seconds", type=float, default=200.0, help="audio seconds per batch, padding included (memory only: results do not depend on it)")
+    t.add_argument("--batch-seconds", type=float, default=200.0,
+                   help="audio seconds per batch, padding included (memory only: results do not depend on it)")
     g = t.add_argument_group("decoding (as asr-evaluate --decoder beam)")
     g.add_argument("--lm", required=True, help="n-gram language model, KenLM ARPA or binary")
     g.add_argument("--lexicon", help="lexicon file, a word and its spelling a line")

@@ -201,7 +201,8 @@ def build_digit_string(clips: Sequence[np.ndarray], rng: np.random.Generator, sa
         if trim_prob and rng.random() < trim_prob:
             import librosa  # slow to import; only needed here
 
-            clip, _ = librosa.effects.trim(clip, top_db=rng.uniform(*trim_db), frame_length=frame, hop_length=frame // 4)
+            clip, _ = librosa.effects.trim(clip, top_db=rng.uniform(*trim_db), frame_length=frame,
+                                           hop_length=frame // 4)
         pieces.append(clip * np.float32(10 ** (rng.uniform(*gain_db) / 20)))
     pieces.append(np.zeros(int(rng.uniform(*edge) * sample_rate), np.float32))
     wave = np.concatenate(pieces)
@@ -222,9 +223,10 @@ def prepare_digits(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
     resampled to ``sample_rate``. Speakers in ``dev_speakers`` / ``test_speakers`` never
     occur in training; a speaker in both gives its even-indexed recordings to dev and the
     odd ones to test. ``trim_prob``: the share of training digits cut tight by
-    :func:`build_digit_string` (dev and test recordings are never cut). Writes ``out_dir/wav/<split>/*.wav``, ``out_dir/<split>.jsonl``
-    (with a ``speaker`` key) and ``out_dir/lexicon.txt`` (the ten words, for lexicon-
-    constrained beam search), and returns the utterances by split.
+    :func:`build_digit_string` (dev and test recordings are never cut). Writes
+    ``out_dir/wav/<split>/*.wav``, ``out_dir/<split>.jsonl`` (with a ``speaker`` key) and
+    ``out_dir/lexicon.txt`` (the ten words, for lexicon-constrained beam search), and
+    returns the utterances by split.
     """
     out_dir = Path(out_dir)
     recordings = find_fsdd_recordings(corpus_dir)

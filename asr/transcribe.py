@@ -312,7 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot-seconds", type=float, default=120.0, help="seconds plotted from each input's start")
     p.add_argument("--chunk-seconds", type=float, default=20.0,
                    help="longest piece decoded at once; longer audio is cut at pauses (default 20)")
-    p.add_argument("--batch-seconds", type=float, default=120.0, help="audio seconds per batch, padding included (default 120; memory only: results do not depend on it)")
+    p.add_argument("--batch-seconds", type=float, default=120.0,
+                   help="audio seconds per batch, padding included (default 120; memory only: results do not "
+                        "depend on it)")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
     p.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
                    help="progress bar on stderr; auto: for more than 3 inputs when stderr is a terminal")
