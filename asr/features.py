@@ -9,15 +9,22 @@ import torch
 import torchaudio
 from torch import nn
 
-NORMALIZATIONS = ("utterance", "global", "none")
+NORMALIZATIONS = ("speech", "utterance", "global", "none")
 
 
 @dataclass
 class FeatureConfig:
     """Log-mel front end. Windows are in milliseconds; ``n_fft`` 0 means the next power
-    of two at or above the window. ``normalize``: ``utterance`` (mean/variance per
-    utterance and mel bin), ``global`` (statistics of the training set, kept in the
-    checkpoint) or ``none``."""
+    of two at or above the window. ``normalize``:
+
+    - ``speech``: mean/variance per utterance and mel bin over its speech frames only
+      (frames within ``speech_db`` dB of the utterance's loudest frame), with every bin
+      floored ``floor_db`` dB below the loudest bin: per-recording gain and channel
+      normalisation that does not move when silence or faint noise surrounds the speech;
+    - ``utterance``: mean/variance per utterance and mel bin over all frames (silence
+      included: an utterance padded with silence gets other features);
+    - ``global``: statistics of the training set, kept in the checkpoint;
+    - ``none``."""
 
     sample_rate: int = 16000
     n_mels: int = 80
@@ -26,7 +33,9 @@ class FeatureConfig:
     n_fft: int = 0
     f_min: float = 0.0
     f_max: float | None = None
-    normalize: str = "utterance"
+    normalize: str = "speech"
+    speech_db: float = 30.0
+    floor_db: float = 80.0
 
     def __post_init__(self) -> None:
         if self.normalize not in NORMALIZATIONS:
@@ -35,6 +44,8 @@ class FeatureConfig:
             raise ValueError(f"features: need 0 < hop_ms <= win_ms, got hop {self.hop_ms} win {self.win_ms}")
         if self.sample_rate <= 0 or self.n_mels < 1 or self.hop_length < 1:
             raise ValueError("features: sample_rate, n_mels and the hop (in samples) must be positive")
+        if not 0 < self.speech_db <= self.floor_db:
+            raise ValueError(f"features: need 0 < speech_db <= floor_db, got {self.speech_db} and {self.floor_db}")
         if self.n_fft and self.n_fft < self.win_length:
             raise ValueError(f"features.n_fft={self.n_fft} is shorter than the {self.win_length}-sample window; "
                              "use n_fft >= win_length, or 0 for the next power of two")
@@ -112,14 +123,26 @@ class LogMel(nn.Module):
 
     def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feats, frames, mask = self.log_mel(waves, lengths)
-        if self.cfg.normalize == "utterance":
-            n = frames.clamp_min(1).view(-1, 1, 1).to(feats.dtype)
-            mean = (feats * mask).sum(1, keepdim=True) / n
-            var = (((feats - mean) * mask) ** 2).sum(1, keepdim=True) / n
-            feats = (feats - mean) / (var + 1e-5).sqrt()
+        if self.cfg.normalize == "speech":
+            feats, weights = self.speech_frames(feats, mask)
+            feats = _normalize(feats, weights)
+        elif self.cfg.normalize == "utterance":
+            feats = _normalize(feats, mask)
         elif self.cfg.normalize == "global":
             feats = (feats - self.mean) / self.std
         return feats.masked_fill(~mask, 0.0), frames
+
+    def speech_frames(self, feats: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Floor the log-mel ``feats (batch, frames, n_mels)`` at ``floor_db`` below each
+        utterance's loudest bin, and mark its speech frames: those whose energy is within
+        ``speech_db`` of its loudest frame. Returns ``(feats, speech (batch, frames, 1))``;
+        ``speech`` is within ``mask`` and holds at least each utterance's loudest frame."""
+        nats = math.log(10) / 10  # 1 dB in natural-log units of power
+        peak = feats.masked_fill(~mask, -math.inf).amax((1, 2), keepdim=True)  # (batch, 1, 1)
+        feats = torch.maximum(feats, peak - self.cfg.floor_db * nats)
+        energy = feats.logsumexp(2, keepdim=True).masked_fill(~mask, -math.inf)  # (batch, frames, 1)
+        loudest = energy.amax(1, keepdim=True)
+        return feats, mask & (energy >= loudest - self.cfg.speech_db * nats)
 
     @torch.no_grad()
     def fit_global_stats(self, batches) -> None:
@@ -138,6 +161,16 @@ class LogMel(nn.Module):
         mean = total / count
         self.mean.copy_(mean.float())
         self.std.copy_((sq / count - mean ** 2).clamp_min(1e-8).sqrt().float())
+
+
+def _normalize(feats: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Zero mean, unit variance per utterance and bin, over the frames where ``weights
+    (batch, frames, 1)`` is true: ``feats (batch, frames, n_mels) -> same shape``."""
+    w = weights.to(feats.dtype)
+    n = w.sum(1, keepdim=True).clamp_min(1)
+    mean = (feats * w).sum(1, keepdim=True) / n
+    var = (((feats - mean) * w) ** 2).sum(1, keepdim=True) / n
+    return (feats - mean) / (var + 1e-5).sqrt()
 
 
 def stack_frames(x: torch.Tensor, lengths: torch.Tensor, factor: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -40,7 +40,7 @@ def test_log_mel_matches_librosa(cfg):
     np.testing.assert_allclose(feats[0].numpy(), ref, atol=2e-3, rtol=0)
 
 
-@pytest.mark.parametrize("normalize", ["utterance", "global", "none"])
+@pytest.mark.parametrize("normalize", ["speech", "utterance", "global", "none"])
 def test_features_in_a_padded_batch_equal_features_alone(normalize):
     lm = LogMel(FeatureConfig(n_mels=40, normalize=normalize))
     if normalize == "global":
@@ -64,11 +64,50 @@ def test_features_in_a_padded_batch_equal_features_alone(normalize):
 def test_utterance_normalisation_gives_zero_mean_unit_variance_over_valid_frames():
     lengths = torch.tensor([12000, 5000])
     batch = torch.nn.utils.rnn.pad_sequence([_noise(12000) + tone(0.75), tone(5000 / 16000, 900)], batch_first=True)
-    feats, frames = LogMel(FeatureConfig())(batch, lengths)
+    feats, frames = LogMel(FeatureConfig(normalize="utterance"))(batch, lengths)
     for i, n in enumerate(frames):
         valid = feats[i, :n].double()
         torch.testing.assert_close(valid.mean(0), torch.zeros(80, dtype=torch.double), atol=1e-4, rtol=0)
         torch.testing.assert_close(valid.std(0, unbiased=False), torch.ones(80, dtype=torch.double), atol=1e-2, rtol=0)
+
+
+def _speech(corpus) -> torch.Tensor:
+    from asr.audio import load_audio
+
+    return torch.cat([load_audio(u.audio_filepath) for u in corpus.utterances[:2]])  # (samples,) 16 kHz
+
+
+@pytest.mark.parametrize("level", [0.0, 1e-3])  # digital silence; noise at -60 dBFS
+def test_speech_normalisation_ignores_silence_around_the_speech(corpus, level):
+    wave = _speech(corpus)
+    pad = 16000  # 1 s = 100 hops: frame k of the speech is frame k + 100 of the padded wave
+    noise = torch.from_numpy(np.random.default_rng(1).standard_normal(len(wave) + 2 * pad).astype(np.float32))
+    padded = torch.cat([torch.zeros(pad), wave, torch.zeros(pad)]) + level * noise
+
+    def interior(normalize, w, offset):
+        feats, n = LogMel(FeatureConfig(n_mels=40, normalize=normalize))(w[None], torch.tensor([len(w)]))
+        frames = len(wave) // 160 + 1
+        return feats[0, offset + 3:offset + frames - 3]  # away from the edges, where STFT padding differs
+
+    speech = (interior("speech", padded, 100) - interior("speech", wave, 0)).abs()
+    utterance = (interior("utterance", padded, 100) - interior("utterance", wave, 0)).abs()
+    assert utterance.mean() > 0.3  # what silence did to per-utterance statistics
+    assert speech.mean() < (0.01 if level == 0 else 0.1) < utterance.mean() / 3
+
+
+def test_speech_frames_are_the_loud_ones_and_the_floor_bounds_silence(corpus):
+    wave = _speech(corpus)
+    padded = torch.cat([torch.zeros(8000), wave, torch.zeros(8000)])  # digital silence: log(1e-10) per bin
+    lm = LogMel(FeatureConfig(n_mels=40))
+    feats, _, mask = lm.log_mel(padded[None], torch.tensor([len(padded)]))
+    floored, speech = lm.speech_frames(feats, mask)
+    assert not speech[0, :45].any() and not speech[0, -45:].any()  # the silence is not speech
+    assert speech[0, 50:-50].float().mean() > 0.5  # most of an eSpeak utterance pair is
+    assert floored.min() >= feats.max() - 80 * np.log(10) / 10 - 1e-4 > feats.min()
+    out, _ = lm(padded[None], torch.tensor([len(padded)]))
+    assert out.isfinite().all() and out[0, :45].max() < -2  # silence sits far below speech
+    with pytest.raises(ValueError, match="speech_db"):
+        FeatureConfig(speech_db=90, floor_db=80)
 
 
 def test_fit_global_stats_normalises_the_data_it_saw():
