@@ -1,9 +1,9 @@
 """Transcribing audio: files, directories, manifests and stdin, of any length. CLI: ``asr-transcribe``.
 
 Every input is streamed (:meth:`asr.audio.AudioFile.blocks`) and cut into chunks of at
-most ``chunk_seconds`` at pauses (:mod:`asr.segment`); chunks from all inputs are batched
-by length and decoded; each chunk's words are timed from the CTC alignment
-(:mod:`asr.align`) and stitched back into one :class:`Transcript` per input, in input
+most ``chunk_seconds``, and at every pause of ``cut_pause`` seconds (:mod:`asr.segment`);
+chunks from all inputs are batched by length and decoded; each chunk's words are timed
+from the CTC alignment (:mod:`asr.align`) and stitched back into one :class:`Transcript` per input, in input
 order. Memory depends on the chunk and batch sizes, not on the recordings' lengths.
 """
 
@@ -183,7 +183,8 @@ class _Pending:
 def transcribe_files(recognizer, paths: Iterable[str | Input], decoder: Decoder | None = None,
                      device: torch.device | str = "cpu", on_error: Callable[[str, UserError], None] | None = None,
                      chunk_seconds: float = 20.0, overlap_seconds: float = 1.0, max_batch_seconds: float = 120.0,
-                     precision: str = "auto", plot_seconds: float = 0.0) -> Iterator[Transcript]:
+                     precision: str = "auto", plot_seconds: float = 0.0,
+                     cut_pause: float | None = 0.3) -> Iterator[Transcript]:
     """Transcribe audio inputs of any length; yield a :class:`Transcript` per usable input, in order.
 
     Parameters
@@ -201,6 +202,9 @@ def transcribe_files(recognizer, paths: Iterable[str | Input], decoder: Decoder 
     chunk_seconds, overlap_seconds
         Longest piece decoded at once, and the overlap of pieces cut where there is no pause
         (:func:`asr.segment.split_chunks`).
+    cut_pause : float or None
+        Every pause of at least this many seconds ends a piece (None: only where
+        ``chunk_seconds`` forces a cut).
     max_batch_seconds : float
         Padded audio per batch; chunks waiting for a batch are at most this long in total.
     plot_seconds : float
@@ -252,7 +256,7 @@ def transcribe_files(recognizer, paths: Iterable[str | Input], decoder: Decoder 
                     count = 0
                     blocks = _keep_head(audio.blocks(min(chunk_seconds, 60.0), rate), pending.head,
                                         int(plot_seconds * rate))
-                    for chunk in split_chunks(blocks, rate, chunk_seconds, overlap_seconds):
+                    for chunk in split_chunks(blocks, rate, chunk_seconds, overlap_seconds, cut_pause=cut_pause):
                         waiting.append((pending, chunk))
                         waiting_samples += len(chunk.wave)
                         count += 1
@@ -312,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot-seconds", type=float, default=120.0, help="seconds plotted from each input's start")
     p.add_argument("--chunk-seconds", type=float, default=20.0,
                    help="longest piece decoded at once; longer audio is cut at pauses (default 20)")
+    p.add_argument("--cut-pause", type=float, default=0.3,
+                   help="also cut at every pause of at least this many seconds, so pieces are phrases like the "
+                        "training utterances (default 0.3; 0: cut only where --chunk-seconds forces it)")
     p.add_argument("--batch-seconds", type=float, default=120.0,
                    help="audio seconds per batch, padding included (default 120; memory only: results do not "
                         "depend on it)")
@@ -327,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.chunk_seconds < 1 or args.batch_seconds < args.chunk_seconds:
         raise UserError(f"--chunk-seconds {args.chunk_seconds} and --batch-seconds {args.batch_seconds}: "
                         "need 1 <= chunk seconds <= batch seconds")
+    if args.cut_pause < 0:
+        raise UserError(f"--cut-pause {args.cut_pause}: expected seconds >= 0 (0 turns cutting at pauses off)")
     if args.audio.count("-") > 1:
         raise UserError("- (standard input) given more than once; it can be read only once")
     inputs = expand_inputs(args.audio)
@@ -356,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     first = True
     for t in transcribe_files(recognizer, inputs, decoder, device, on_error, args.chunk_seconds,
                               max_batch_seconds=args.batch_seconds, precision=args.precision,
-                              plot_seconds=args.plot_seconds if args.plot else 0.0):
+                              plot_seconds=args.plot_seconds if args.plot else 0.0, cut_pause=args.cut_pause or None):
         rel = by_name[t.audio].rel
         if args.output_dir:
             out = Path(args.output_dir) / Path(rel).with_suffix(f".{args.format}")

@@ -78,6 +78,33 @@ def test_word_times_in_seconds_across_chunks(tmp_path, gap):
         assert w.confidence > 0.99
 
 
+class NoSpaceRecognizer(BurstRecognizer):
+    """Never marks a word boundary, as a model trained on single phrases does at a pause
+    between sentences it never saw joined."""
+
+    def __call__(self, waves, lengths):
+        log_probs, steps = super().__call__(waves, lengths)
+        log_probs[..., self.vocab._index[" "]] = -30.0
+        return log_probs, steps
+
+
+def test_long_pauses_end_a_piece_and_so_separate_words(tmp_path):
+    _burst_file(tmp_path / "b.wav", [1.0, 1.8, 4.0], 0.6, 6.0)  # 0.2 s then 1.6 s of pause
+    (cut,) = transcribe_files(NoSpaceRecognizer(), [str(tmp_path / "b.wav")])
+    assert cut.text == "aa a"  # one piece per phrase: only the 1.6 s pause is cut (default 0.3 s)
+    assert [round(w.start, 1) for w in cut.words] == [1.0, 4.0]
+    (whole,) = transcribe_files(NoSpaceRecognizer(), [str(tmp_path / "b.wav")], cut_pause=None)
+    assert whole.text == "aaa"
+
+
+def test_cli_refuses_a_negative_cut_pause(ckpt, speech, capsys):
+    from asr.utils import run_cli
+
+    assert run_cli(main, [speech[0], "--model", str(ckpt), "--cut-pause", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --cut-pause -1.0: expected seconds >= 0") and err.count("\n") == 1
+
+
 def test_align_words_spans_and_confidence():
     vocab = Vocabulary()
     lp = torch.full((40, len(vocab)), -20.0)
