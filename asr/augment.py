@@ -1,6 +1,7 @@
 """Training-time augmentation, off at evaluation.
 
-- :class:`WaveAugment`: speed perturbation (resampling) and additive noise at a random SNR,
+- :class:`WaveAugment`: speed perturbation (resampling), silence or faint noise before,
+  after and between the words (:func:`add_silence`), and additive noise at a random SNR,
   applied per utterance inside the data-loading workers, with randomness drawn from a
   per-item seed so a resumed run sees the same augmented audio.
 - :class:`SpecAugment`: time and frequency masks (torchaudio) on the feature batch, on
@@ -19,17 +20,31 @@ import torchaudio
 import torchaudio.functional as AF
 from torch import nn
 
+from asr.segment import speech_intervals
+
 
 @dataclass
 class AugmentConfig:
     """All off by default. ``speeds`` e.g. ``[0.9, 1.0, 1.1]``; ``noise_dir`` is a folder of
     noise recordings (coloured synthetic noise when empty); widths are in feature frames
-    and mel bins."""
+    and mel bins.
+
+    ``silence_prob``: share of batches whose utterances get ``silence_seconds`` (a random
+    length in that range, drawn once per batch: padded CPU training pays for the longest
+    utterance of a batch) of extra silence, split at random between before and after the
+    speech; ``pause_prob``: share of those utterances where a random part of it becomes a
+    pause between two words instead (where the audio already has a gap). Silence is
+    digital zero or faint coloured noise ``silence_level_db`` below the speech (see
+    :func:`add_silence`), so the model learns that neither is speech."""
 
     speeds: list[float] = field(default_factory=list)
     noise_prob: float = 0.0
     noise_snr_db: list[float] = field(default_factory=lambda: [10.0, 30.0])
     noise_dir: str = ""
+    silence_prob: float = 0.0
+    silence_seconds: list[float] = field(default_factory=lambda: [0.2, 2.0])
+    pause_prob: float = 0.0
+    silence_level_db: list[float] = field(default_factory=lambda: [-70.0, -30.0])
     time_masks: int = 0
     time_mask_width: int = 40
     freq_masks: int = 0
@@ -38,16 +53,19 @@ class AugmentConfig:
     def __post_init__(self) -> None:
         if any(not s > 0 for s in self.speeds):
             raise ValueError(f"augment.speeds={list(self.speeds)}; speeds must be positive, e.g. [0.9, 1.0, 1.1]")
-        if not 0 <= self.noise_prob <= 1:
-            raise ValueError(f"augment.noise_prob={self.noise_prob}; expected a probability in [0, 1]")
-        if len(self.noise_snr_db) != 2 or self.noise_snr_db[0] > self.noise_snr_db[1]:
-            raise ValueError(f"augment.noise_snr_db={list(self.noise_snr_db)}; expected [low, high] in dB")
+        for name in ("noise_prob", "silence_prob", "pause_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"augment.{name}={getattr(self, name)}; expected a probability in [0, 1]")
+        for name, unit in (("noise_snr_db", "dB"), ("silence_seconds", "seconds"), ("silence_level_db", "dB")):
+            pair = list(getattr(self, name))
+            if len(pair) != 2 or pair[0] > pair[1] or (unit == "seconds" and pair[0] < 0):
+                raise ValueError(f"augment.{name}={pair}; expected [low, high] in {unit}")
         if min(self.time_masks, self.time_mask_width, self.freq_masks, self.freq_mask_width) < 0:
             raise ValueError("augment: mask counts and widths must not be negative")
 
     @property
     def wave_enabled(self) -> bool:
-        return bool(self.speeds) or self.noise_prob > 0
+        return bool(self.speeds) or self.noise_prob > 0 or self.silence_prob > 0
 
     @property
     def spec_enabled(self) -> bool:
@@ -62,6 +80,34 @@ def colored_noise(n: int, rng: np.random.Generator) -> np.ndarray:
     freqs[0] = freqs[1] if n > 1 else 1.0
     noise = np.fft.irfft(spectrum / freqs ** (beta / 2), n)
     return (noise / (noise.std() + 1e-12)).astype(np.float32)
+
+
+def silence(n: int, level: float | None, rng: np.random.Generator) -> torch.Tensor:
+    """``(n,)`` float32: digital zero when ``level`` is None, else coloured noise of RMS
+    ``level`` (linear amplitude)."""
+    if level is None or n == 0:
+        return torch.zeros(n)
+    return torch.from_numpy(colored_noise(n, rng)) * level
+
+
+def add_silence(wave: torch.Tensor, sample_rate: int, before: float, after: float, level_db: float | None,
+                rng: np.random.Generator, pause: float = 0.0) -> torch.Tensor:
+    """``wave (samples,)`` with ``before`` and ``after`` seconds of silence at its ends, and a
+    ``pause`` of that many seconds inserted in one of its gaps between words (added after it
+    instead if it has no gap of 50 ms at 35 dB below its peak). The silence is digital zero for
+    ``level_db=None``, else coloured noise ``level_db`` dB (negative) relative to the RMS of
+    ``wave``."""
+    level = None if level_db is None else float(wave.pow(2).mean().sqrt()) * 10 ** (level_db / 20)
+    if pause > 0 and len(wave) > 0:
+        speech = speech_intervals(wave.numpy(), sample_rate)
+        gaps = [(a + b) // 2 for a, b in zip(speech[:-1, 1], speech[1:, 0]) if b - a >= sample_rate // 20]
+        if gaps:
+            at = int(gaps[rng.integers(len(gaps))])
+            wave = torch.cat([wave[:at], silence(int(pause * sample_rate), level, rng), wave[at:]])
+            pause = 0.0
+    after += pause
+    return torch.cat([silence(int(before * sample_rate), level, rng), wave,
+                      silence(int(after * sample_rate), level, rng)])
 
 
 class WaveAugment:
@@ -88,7 +134,11 @@ class WaveAugment:
         noise = noise[start:start + n]
         return noise / (noise.std() + 1e-12)
 
-    def __call__(self, wave: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    def __call__(self, wave: torch.Tensor, rng: np.random.Generator,
+                 batch_rng: np.random.Generator | None = None) -> torch.Tensor:
+        """``rng`` draws for this utterance; ``batch_rng``, seeded alike for every utterance
+        of a batch, draws the amount of added silence (``rng`` when None)."""
+        batch_rng = rng if batch_rng is None else batch_rng
         if self.cfg.speeds:
             speed = float(rng.choice(self.cfg.speeds))
             if speed != 1.0:
@@ -96,9 +146,15 @@ class WaveAugment:
                 new = int(round(self.sample_rate / speed / 100)) * 100
                 g = math.gcd(self.sample_rate, new)
                 wave = AF.resample(wave, self.sample_rate // g, new // g)
+        power = wave.pow(2).mean().clamp_min(1e-10)  # of the speech, before any silence
+        if self.cfg.silence_prob > 0 and batch_rng.random() < self.cfg.silence_prob:
+            extra = batch_rng.uniform(*self.cfg.silence_seconds)
+            pause = extra * rng.random() if rng.random() < self.cfg.pause_prob else 0.0
+            before = (extra - pause) * rng.random()
+            level = None if rng.random() < 0.25 else rng.uniform(*self.cfg.silence_level_db)  # 1/4 digital zero
+            wave = add_silence(wave, self.sample_rate, before, extra - pause - before, level, rng, pause)
         if self.cfg.noise_prob > 0 and rng.random() < self.cfg.noise_prob:
             snr = rng.uniform(*self.cfg.noise_snr_db)
-            power = wave.pow(2).mean().clamp_min(1e-10)
             noise = torch.from_numpy(self._noise(len(wave), rng))
             wave = wave + noise * (power / 10 ** (snr / 10)).sqrt()
         return wave

@@ -163,13 +163,17 @@ def drop_unalignable(utterances: Sequence[Utterance], vocab: Vocabulary,
 class AudioDataset(Dataset):
     """Items are ``(waveform (samples,), token ids (labels,), index)``.
 
-    ``transform(wave, rng)``, if given, is applied to each waveform (augmentation). The key
-    may be an index or ``(index, seed)`` (see :class:`DurationBatchSampler`); ``rng`` is
-    seeded from it, so augmentation does not depend on worker processes or resumption.
+    ``transform(wave, rng, batch_rng)``, if given, is applied to each waveform
+    (augmentation). The key may be an index, ``(index, seed)`` or ``(index, seed,
+    batch_seed)`` (see :class:`DurationBatchSampler`); ``rng`` is seeded from ``seed`` and
+    ``batch_rng`` from ``batch_seed`` (the same for every utterance of a batch, for draws
+    that change the length), so augmentation does not depend on worker processes or
+    resumption.
     """
 
     def __init__(self, utterances: Sequence[Utterance], vocab: Vocabulary, sample_rate: int,
-                 transform: Callable[[torch.Tensor, np.random.Generator], torch.Tensor] | None = None):
+                 transform: Callable[[torch.Tensor, np.random.Generator, np.random.Generator], torch.Tensor]
+                 | None = None):
         self.utterances = list(utterances)
         self.vocab = vocab
         self.sample_rate = sample_rate
@@ -178,12 +182,13 @@ class AudioDataset(Dataset):
     def __len__(self) -> int:
         return len(self.utterances)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int]:
-        i, seed = key if isinstance(key, tuple) else (key, key)
+    def __getitem__(self, key: int | tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        i, seed, *batch_seed = key if isinstance(key, tuple) else (key, key)
         u = self.utterances[i]
         wave = load_audio(u.audio_filepath, self.sample_rate)
         if self.transform is not None:
-            wave = self.transform(wave, np.random.default_rng(seed))
+            batch_rng = np.random.default_rng((batch_seed[0] if batch_seed else seed, 1))
+            wave = self.transform(wave, np.random.default_rng(seed), batch_rng)
         return wave, torch.tensor(self.vocab.encode(u.text), dtype=torch.long), i
 
 
@@ -223,7 +228,8 @@ class DurationBatchSampler(Sampler[list[int]]):
     With ``num_replicas > 1`` each rank takes every ``num_replicas``-th batch, and the
     batch count is trimmed to be equal on every rank. ``skip`` batches are left out at the
     start of the epoch (resuming inside an epoch). With ``item_seeds`` each key is
-    ``(index, seed)``, the seed a function of (seed, epoch, index), for augmentation.
+    ``(index, seed, batch_seed)`` for augmentation: ``seed`` a function of (seed, epoch,
+    index), ``batch_seed`` the first item's ``seed``, shared by the batch.
     """
 
     def __init__(self, durations: Sequence[float], max_seconds: float, max_batch_size: int = 0,
@@ -271,7 +277,8 @@ class DurationBatchSampler(Sampler[list[int]]):
         per_rank = len(batches) // self.num_replicas if self.num_replicas > 1 else len(batches)
         for batch in batches[self.rank::self.num_replicas][self.skip:per_rank]:
             if self.item_seeds:
-                yield [(i, ((self.seed * 1_000_003 + self.epoch) * 10_000_019 + i) % 2**63) for i in batch]
+                seeds = [((self.seed * 1_000_003 + self.epoch) * 10_000_019 + i) % 2**63 for i in batch]
+                yield [(i, s, seeds[0]) for i, s in zip(batch, seeds)]
             else:
                 yield batch
 

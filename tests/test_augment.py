@@ -3,7 +3,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from asr.augment import AugmentConfig, SpecAugment, WaveAugment, colored_noise
+from asr.augment import AugmentConfig, SpecAugment, WaveAugment, add_silence, colored_noise
 from asr.utils import UserError
 from conftest import tone
 
@@ -42,9 +42,56 @@ def test_additive_noise_has_the_requested_snr(snr):
     assert measured.item() == pytest.approx(snr, abs=0.1)
 
 
+def _words(*durations, gap=0.3):
+    """Tone bursts ("words") separated by ``gap`` seconds of silence, ``(samples,)``."""
+    parts = [torch.cat([tone(d, freq=300 + 100 * i), torch.zeros(int(gap * 16000))]) for i, d in enumerate(durations)]
+    return torch.cat(parts)[:-int(gap * 16000)]
+
+
+def test_silence_is_added_at_both_ends_as_zeros_or_faint_noise():
+    wave = _words(0.4, 0.5)
+    out = add_silence(wave, 16000, 0.25, 0.5, None, np.random.default_rng(0))
+    assert len(out) == len(wave) + 4000 + 8000
+    assert (out[:4000] == 0).all() and (out[-8000:] == 0).all() and torch.equal(out[4000:-8000], wave)
+    out = add_silence(wave, 16000, 0.25, 0.5, -40.0, np.random.default_rng(0))
+    level = 10 * torch.log10(out[:4000].pow(2).mean() / wave.pow(2).mean())
+    assert level.item() == pytest.approx(-40, abs=0.5) and torch.equal(out[4000:-8000], wave)
+
+
+def test_a_pause_goes_into_a_gap_between_words_never_into_one():
+    wave = _words(0.4, 0.5, 0.3)  # words are tones with a little noise; gaps are exact zeros
+    for seed in range(6):
+        out = add_silence(wave, 16000, 0.0, 0.0, None, np.random.default_rng(seed), pause=0.7)
+        assert len(out) == len(wave) + int(0.7 * 16000)
+        zero = (out == 0).int()
+        runs = torch.nonzero(torch.diff(torch.cat([torch.tensor([0]), zero, torch.tensor([0])])))[:, 0].view(-1, 2)
+        (a, b), = [r for r in runs.tolist() if r[1] - r[0] >= int(0.7 * 16000)]
+        assert b - a == int(0.3 * 16000) + int(0.7 * 16000)  # inside one 0.3 s gap, in one piece
+        assert torch.equal(torch.cat([out[:a], out[b:]]), torch.cat([wave[:a], wave[a + 4800:]]))
+    one_word = tone(0.5)  # no gap: the pause goes after it
+    out = add_silence(one_word, 16000, 0, 0, None, np.random.default_rng(0), pause=0.5)
+    assert torch.equal(out[:8000], one_word) and len(out) == 16000 and (out[8000:] == 0).all()
+
+
+def test_wave_augment_adds_one_amount_of_silence_per_batch():
+    aug = WaveAugment(AugmentConfig(silence_prob=0.5, silence_seconds=[0.2, 0.4], pause_prob=0.5), 16000)
+    assert aug.cfg.wave_enabled
+    wave = _words(0.4, 0.5)
+    added = [(len(aug(wave, np.random.default_rng(s))) - len(wave)) / 16000 for s in range(200)]
+    longer = [a for a in added if a > 0]
+    assert 70 < len(longer) < 130 and all(0.2 - 1e-3 <= a <= 0.4 for a in longer)
+    # one batch (one batch_rng seed): the same length added to every utterance, placed differently
+    aug = WaveAugment(AugmentConfig(silence_prob=1.0, silence_seconds=[0.2, 0.4], pause_prob=0.5), 16000)
+    outs = [aug(wave, np.random.default_rng(s), np.random.default_rng((7, 1))) for s in range(20)]
+    lengths = {len(o) for o in outs}
+    assert len(lengths) <= 2 and max(lengths) - min(lengths) <= 2 and max(lengths) > len(wave)  # rounding
+    starts = {int(torch.nonzero(o.abs() > 0.1)[0]) for o in outs}
+    assert len(starts) > 5
+
+
 def test_augmentation_is_a_function_of_the_generator_seed():
-    aug = WaveAugment(AugmentConfig(speeds=[0.9, 1.0, 1.1], noise_prob=0.5), 16000)
-    wave = tone(0.5)
+    aug = WaveAugment(AugmentConfig(speeds=[0.9, 1.0, 1.1], noise_prob=0.5, silence_prob=0.5, pause_prob=0.5), 16000)
+    wave = _words(0.3, 0.3)
     runs = [aug(wave, np.random.default_rng(seed)) for seed in (1, 1, 2, 3, 4, 5)]
     assert torch.equal(runs[0], runs[1])
     assert any(r.shape != runs[0].shape or not torch.equal(r, runs[0]) for r in runs[2:])
@@ -95,7 +142,9 @@ def test_spec_augment_masks_time_and_frequency_per_utterance_in_training_only():
 
 
 @pytest.mark.parametrize("kwargs", [{"speeds": [0.0, 1.0]}, {"noise_prob": 1.5}, {"noise_snr_db": [30, 10]},
-                                    {"noise_snr_db": [10]}, {"time_masks": -1}])
+                                    {"noise_snr_db": [10]}, {"time_masks": -1}, {"silence_prob": -0.1},
+                                    {"pause_prob": 2}, {"silence_seconds": [-1, 1]}, {"silence_seconds": [1, 0.5]},
+                                    {"silence_level_db": [-30]}])
 def test_bad_augment_config_is_rejected(kwargs):
     with pytest.raises(ValueError):
         AugmentConfig(**kwargs)

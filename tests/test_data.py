@@ -141,9 +141,12 @@ def test_dataset_resamples_to_the_requested_rate(wav_dir):
 
 def test_transform_randomness_depends_only_on_the_item_seed(wav_dir):
     utt = Utterance("a", str(wav_dir / "audio/x.wav"), 0.5, "a")
-    noisy = AudioDataset([utt], Vocabulary(), 16000, transform=lambda w, rng: w + float(rng.random()))
+    noisy = AudioDataset([utt], Vocabulary(), 16000, transform=lambda w, rng, batch_rng: w + float(rng.random()))
     assert torch.equal(noisy[(0, 7)][0], noisy[(0, 7)][0])
     assert not torch.equal(noisy[(0, 7)][0], noisy[(0, 8)][0])
+    shared = AudioDataset([utt], Vocabulary(), 16000, transform=lambda w, rng, batch_rng: w + float(batch_rng.random()))
+    assert torch.equal(shared[(0, 7, 3)][0], shared[(0, 8, 3)][0])  # the batch seed alone decides
+    assert not torch.equal(shared[(0, 7, 3)][0], shared[(0, 7, 4)][0])
 
 
 def test_ctc_min_frames_counts_a_blank_between_repeats():
@@ -239,15 +242,16 @@ def test_item_seeds_depend_on_seed_epoch_and_index():
     plain = DurationBatchSampler(durations, 30, seed=1)
     seeded = DurationBatchSampler(durations, 30, seed=1, item_seeds=True)
     keyed = list(seeded)
-    assert [[i for i, _ in b] for b in keyed] == list(plain)
-    seeds = {i: s for b in keyed for i, s in b}
+    assert [[i for i, _, _ in b] for b in keyed] == list(plain)
+    assert all({bs for _, _, bs in b} == {b[0][1]} for b in keyed)  # one batch seed: the first item's
+    seeds = {i: s for b in keyed for i, s, _ in b}
     assert len(set(seeds.values())) == len(durations)
     seeded.set_epoch(1)
-    again = {i: s for b in seeded for i, s in b}
+    again = {i: s for b in seeded for i, s, _ in b}
     assert all(again[i] != seeds[i] for i in seeds)
     seeded.set_epoch(0)
-    assert {i: s for b in seeded for i, s in b} == seeds
-    negative = [s for b in DurationBatchSampler(durations, 30, seed=-5, item_seeds=True) for _, s in b]
+    assert {i: s for b in seeded for i, s, _ in b} == seeds
+    negative = [s for b in DurationBatchSampler(durations, 30, seed=-5, item_seeds=True) for _, s, _ in b]
     assert all(np.random.default_rng(s) for s in negative)  # numpy refuses negative seeds
 
 
