@@ -14,7 +14,9 @@ import sys
 import numpy as np
 import pytest
 
-from asr.data import write_manifest
+from asr.data import read_manifest, write_manifest
+from asr.recognizer import Recognizer
+from asr.robustness import silence_robustness
 from asr.synth import Voice, write_corpus
 from asr.train import TrainConfig, train
 
@@ -53,6 +55,8 @@ def test_train_evaluate_transcribe(digits_corpus, tmp_path):
     cfg.model.num_layers = 2
     cfg.optim.lr = 4e-3
     cfg.optim.warmup_steps = 30
+    cfg.augment.silence_prob = 0.5  # as the recipes: silence and pauses the model must ignore
+    cfg.augment.pause_prob = 0.3
     result = train(cfg)
 
     for name in ("best.pt", "last.pt", "config.yaml", "metrics.jsonl", "curves.png"):
@@ -86,3 +90,10 @@ def test_train_evaluate_transcribe(digits_corpus, tmp_path):
     correct = sum(o["text"] == m["text"] for o, m in zip(outs, manifest))
     assert correct >= 1, outs
     assert all(abs(o["duration"] - m["duration"]) < 0.01 for o, m in zip(outs, manifest))
+
+    # Silence around the speech, and one long recording of all of it, keep the accuracy.
+    test = read_manifest(digits_corpus / "test.jsonl")
+    rates = {k: 100 * r.wer for k, r in silence_robustness(Recognizer.from_checkpoint(exp / "best.pt"), test).items()}
+    assert rates["plain"] == pytest.approx(wer, abs=0.01)
+    for condition, tolerance in (("padded_silence", 4.0), ("padded_noise", 4.0), ("joined", 6.0)):
+        assert rates[condition] <= rates["plain"] + tolerance, (condition, rates)
