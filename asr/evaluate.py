@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch.utils.data import DataLoader
@@ -40,14 +40,27 @@ def iter_outputs(recognizer: Recognizer, loader: DataLoader, device: torch.devic
 
 @dataclass
 class Evaluation:
+    """``speakers`` holds each utterance's ``speaker`` manifest key (None where it has none)."""
+
     ids: list[str]
     references: list[str]
     hypotheses: list[str]
     loss: float
     rates: ErrorRates
+    speakers: list[str | None] = field(default_factory=list)
+
+    def per_speaker(self) -> dict[str, ErrorRates]:
+        """Error rates of each speaker's utterances, by speaker name (empty without speakers)."""
+        groups: dict[str, list[int]] = {}
+        for i, spk in enumerate(self.speakers):
+            if spk is not None:
+                groups.setdefault(str(spk), []).append(i)
+        return {spk: error_rates([self.references[i] for i in idx], [self.hypotheses[i] for i in idx])
+                for spk, idx in sorted(groups.items())}
 
     def report(self) -> dict:
-        """Summary plus per-utterance reference, hypothesis and aligned errors."""
+        """Summary, per-speaker error rates (when the manifest names speakers) and
+        per-utterance reference, hypothesis and aligned errors."""
         utts = []
         for uid, ref, hyp in zip(self.ids, self.references, self.hypotheses):
             ops = align_words(ref, hyp)
@@ -55,7 +68,9 @@ class Evaluation:
             counts = {k: sum(o["op"] == k for o in ops) for k in ("substitute", "delete", "insert")}
             utts.append({"id": uid, "reference": ref, "hypothesis": hyp, "substitutions": counts["substitute"],
                          "deletions": counts["delete"], "insertions": counts["insert"], "errors": errors})
-        return {"summary": {**self.rates.__dict__, "loss": self.loss}, "utterances": utts}
+        speakers = {spk: r.__dict__ for spk, r in self.per_speaker().items()}
+        return {"summary": {**self.rates.__dict__, "loss": self.loss}, **({"speakers": speakers} if speakers else {}),
+                "utterances": utts}
 
 
 def evaluate(recognizer: Recognizer, utterances: Sequence[Utterance], decoder: Decoder | None = None,
@@ -76,7 +91,7 @@ def evaluate(recognizer: Recognizer, utterances: Sequence[Utterance], decoder: D
     refs = [recognizer.vocab.normalize(u.text) for u in utterances]
     hyp_list = [hyps[i] for i in range(len(utterances))]
     return Evaluation([u.id for u in utterances], refs, hyp_list, loss_sum / max(len(utterances), 1),
-                      error_rates(refs, hyp_list))
+                      error_rates(refs, hyp_list), [u.extra.get("speaker") for u in utterances])
 
 
 def build_parser() -> argparse.ArgumentParser:

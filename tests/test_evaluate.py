@@ -81,6 +81,23 @@ def test_report_lists_aligned_errors_per_utterance(corpus, recognizer):
     assert report["summary"]["loss"] == result.loss and report["summary"]["utterances"] == 2
 
 
+def test_report_breaks_wer_down_per_speaker(corpus, recognizer, tmp_path):
+    rows = [json.loads(line) for line in corpus.manifest.read_text().splitlines()]
+    for row, spk in zip(rows, ["ann", "bob", "ann", None, "bob"]):
+        row["audio_filepath"] = str(corpus.root / row["audio_filepath"])
+        if spk:
+            row["speaker"] = spk
+    manifest = tmp_path / "spk.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = evaluate(recognizer, read_manifest(manifest))
+    result.hypotheses[:] = ["one two three", "", "go left now", "seven", "it's blue"]  # ann right, bob 1 of 3
+    speakers = result.report()["speakers"]
+    assert set(speakers) == {"ann", "bob"}  # the utterance without a speaker is in no group
+    assert speakers["ann"]["wer"] == 0 and speakers["ann"]["utterances"] == 2 and speakers["ann"]["words"] == 6
+    assert speakers["bob"]["deletions"] == 1 and speakers["bob"]["wer"] == pytest.approx(1 / 3)
+    assert "speakers" not in evaluate(recognizer, read_manifest(corpus.manifest)).report()
+
+
 @pytest.fixture
 def checkpoint(tmp_path):
     path = tmp_path / "model.pt"

@@ -253,8 +253,8 @@ class _RangeHandler(http.server.BaseHTTPRequestHandler):
         if cut is not None:
             type(self).cut_after = None
             body = body[:cut]
+        self.sent.append(len(body))  # before the write: the client may check it as soon as it has the bytes
         self.wfile.write(body)
-        self.sent.append(len(body))
 
     def log_message(self, *args):
         pass

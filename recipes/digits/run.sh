@@ -4,7 +4,13 @@
 # at 16 kHz. Dev and test speakers are never heard in training.
 #
 #   bash recipes/digits/run.sh [--corpus-dir DIR] [--exp-dir exp/digits] [--stage 0] [--stop-stage 4]
-#       [--synthetic 3000] [--trim-prob 0.3] [--extra-train PATH] [-- KEY=VALUE ...]
+#       [--synthetic 3000] [--trim-prob 0.3] [--extra-train PATH] [--folds] [-- KEY=VALUE ...]
+#
+# --folds: leave-one-speaker-out cross-validation. Each real speaker of the corpus is held
+# out in turn (dev: its even-numbered recordings, test: its odd ones) and the whole recipe
+# runs into <exp-dir>/fold-<speaker>; then the mean and range over the held-out speakers of
+# each dev/test WER are printed and written to <exp-dir>/folds.txt. Choose settings on the
+# dev mean; report the test mean.
 #
 # --trim-prob P cuts that share of the training digits tight (15-30 dB below their peak),
 # as an aggressive endpointer would; dev and test recordings are never cut.
@@ -27,6 +33,8 @@ test_speakers=yweweler
 synthetic=3000
 trim_prob=0.3
 extra_train=""
+folds=false
+args=("$@")
 while [ $# -gt 0 ]; do
   case "$1" in
     --corpus-dir) corpus_dir=$2; shift 2 ;;
@@ -38,11 +46,31 @@ while [ $# -gt 0 ]; do
     --synthetic) synthetic=$2; shift 2 ;;
     --trim-prob) trim_prob=$2; shift 2 ;;
     --extra-train) extra_train=$2; shift 2 ;;
+    --folds) folds=true; shift ;;
     --) shift; break ;;
     *) echo "run.sh: unknown option $1 (expected --corpus-dir, --exp-dir, --stage, --stop-stage," \
-            "--dev-speakers, --test-speakers, --synthetic, --trim-prob, --extra-train, -- overrides)" >&2; exit 2 ;;
+            "--dev-speakers, --test-speakers, --synthetic, --trim-prob, --extra-train, --folds, -- overrides)" >&2
+       exit 2 ;;
   esac
 done
+if $folds; then
+  [ -n "$corpus_dir" ] || { echo "run.sh: --folds needs --corpus-dir (the speakers are read from it)" >&2; exit 2; }
+  here=$(dirname "$0")
+  mapfile -t speakers < <(ls "$corpus_dir"/recordings 2>/dev/null \
+    | sed -n 's/^[0-9]_\([a-z]*\)_[0-9]*\.wav$/\1/p' | sort -u)
+  [ ${#speakers[@]} -ge 2 ] || { echo "run.sh: error: no FSDD speakers found in $corpus_dir/recordings" >&2; exit 2; }
+  rest=()  # the arguments without --folds and --exp-dir, passed to each fold
+  for ((i = 0; i < ${#args[@]}; i++)); do
+    case "${args[i]}" in --folds) ;; --exp-dir) i=$((i + 1)) ;; *) rest+=("${args[i]}") ;; esac
+  done
+  for spk in "${speakers[@]}"; do
+    echo "=== fold: $spk held out (${speakers[*]})"
+    bash "$here/run.sh" --exp-dir "$exp_dir/fold-$spk" --dev-speakers "$spk" --test-speakers "$spk" "${rest[@]}"
+  done
+  "${PYTHON:-python3}" "$here/../folds.py" "$exp_dir" "${speakers[@]}" | tee "$exp_dir/folds.txt.tmp"
+  mv "$exp_dir/folds.txt.tmp" "$exp_dir/folds.txt"
+  exit 0
+fi
 # Paths are taken relative to where run.sh was started; then work from the repository root.
 [ -n "$corpus_dir" ] && corpus_dir=$(realpath -m "$corpus_dir")
 [ -n "$extra_train" ] && extra_train=$(realpath -m "$extra_train")

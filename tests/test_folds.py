@@ -1,0 +1,55 @@
+"""recipes/folds.py and the digits recipe's --folds: leave-one-speaker-out summaries."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _fold(exp: Path, speaker: str, **wers: float) -> None:
+    d = exp / f"fold-{speaker}"
+    d.mkdir(parents=True)
+    for name, wer in wers.items():
+        (d / f"{name.replace('__', '_wer_')}.txt").write_text(f"WER {wer:.2f}% CER 1.00% (100 utterances)\n")
+
+
+def test_summary_gives_each_fold_mean_min_and_max(tmp_path):
+    _fold(tmp_path, "ann", dev__greedy=10.0, test__greedy=12.0, test__lexicon=6.0)
+    _fold(tmp_path, "bob", dev__greedy=20.0, test__greedy=30.0, test__lexicon=9.0)
+    out = subprocess.run([sys.executable, ROOT / "recipes/folds.py", tmp_path, "ann", "bob"],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[0] == "| held out | dev greedy | test greedy | test lexicon |"
+    assert out[2] == "| ann | 10.00% | 12.00% | 6.00% |"
+    assert out[4] == "| **mean** | 15.00% | 21.00% | 7.50% |"
+    assert out[5] == "| **min** | 10.00% | 12.00% | 6.00% |" and out[6] == "| **max** | 20.00% | 30.00% | 9.00% |"
+
+
+def test_summary_names_a_fold_that_has_not_run(tmp_path):
+    _fold(tmp_path, "ann", dev__greedy=10.0)
+    run = subprocess.run([sys.executable, ROOT / "recipes/folds.py", tmp_path, "ann", "cat"],
+                         capture_output=True, text=True)
+    assert run.returncode == 1 and run.stderr.startswith("error: ") and "fold-cat" in run.stderr
+
+
+@pytest.mark.parametrize("exp", ["exp/cv", "abs"])
+def test_digits_folds_hold_out_each_corpus_speaker_in_turn(tmp_path, exp):
+    corpus = tmp_path / "fsdd" / "recordings"
+    corpus.mkdir(parents=True)
+    for name in ("0_ann_0.wav", "1_ann_1.wav", "0_bob_0.wav", "3_cat_12.wav", "notes.txt"):
+        (corpus / name).touch()
+    exp_dir = tmp_path / "exp" if exp == "abs" else Path(exp)
+    base = exp_dir if exp_dir.is_absolute() else tmp_path / exp_dir
+    for i, spk in enumerate(("ann", "bob", "cat")):
+        _fold(base, spk, dev__greedy=10.0 * (i + 1), test__greedy=5.0)
+    # stage 0 only, with a corpus given: each fold runs (and does nothing); then the summary
+    run = subprocess.run(["bash", ROOT / "recipes/digits/run.sh", "--folds", "--corpus-dir", tmp_path / "fsdd",
+                          "--exp-dir", exp_dir, "--stop-stage", "0", "--", "epochs=1"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert [line for line in run.stdout.splitlines() if line.startswith("=== fold")] == [
+        "=== fold: ann held out (ann bob cat)", "=== fold: bob held out (ann bob cat)",
+        "=== fold: cat held out (ann bob cat)"]
+    assert "| **mean** | 20.00% | 5.00% |" in (base / "folds.txt").read_text()
