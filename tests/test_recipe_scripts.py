@@ -1,5 +1,7 @@
-"""recipes/folds.py and the digits recipe's --folds: leave-one-speaker-out summaries."""
+"""Recipe helpers: recipes/folds.py and the digits recipe's --folds (leave-one-speaker-out
+summaries), recipes/unseen.py (WER on sentences training never saw)."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -53,3 +55,16 @@ def test_digits_folds_hold_out_each_corpus_speaker_in_turn(tmp_path, exp):
         "=== fold: ann held out (ann bob cat)", "=== fold: bob held out (ann bob cat)",
         "=== fold: cat held out (ann bob cat)"]
     assert "| **mean** | 20.00% | 5.00% |" in (base / "folds.txt").read_text()
+
+
+def test_unseen_sentences_are_scored_apart_from_seen_ones(tmp_path):
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps({"audio_filepath": f"{i}.wav", "duration": 1.0, "text": t}) + "\n"
+                             for i, t in enumerate(["Good morning.", "see you soon"])))
+    report = tmp_path / "report.json"
+    utts = [("good morning", "good morning"), ("see you soon", "see you"), ("a new sentence", "a new sentence")]
+    report.write_text(json.dumps({"utterances": [{"reference": r, "hypothesis": h} for r, h in utts]}))
+    out = subprocess.run([sys.executable, ROOT / "recipes/unseen.py", report, train],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out == ["unseen sentences: WER 0.00% CER 0.00% (1 utterances)",
+                   "seen sentences: WER 20.00% CER 20.83% (2 utterances)"]
