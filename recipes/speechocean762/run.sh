@@ -9,7 +9,8 @@
 #
 # Stages: 0 download the corpus (only without --corpus-dir; verified), 1 prepare manifests
 # (asr-prepare kaldi + a speaker split), 2 train, 3 evaluate dev and test (greedy, and beam
-# search with a word 3-gram of the training transcripts), 4 transcribe two test files.
+# search with a word 3-gram of the training transcripts; each also on the sentences that
+# never occur in training, recipes/unseen.py), 4 transcribe two test files.
 # A finished stage is skipped when re-run (delete its output to redo it).
 # Arguments after `--` are passed to asr-train as Hydra overrides.
 set -euo pipefail
@@ -75,6 +76,8 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
       echo -n "stage 3: $split (speakers never heard in training) "
       evaluate_split "$exp_dir/best.pt" "$data/$split.jsonl" "$exp_dir/${split}_wer_$decoding.txt" \
         "$exp_dir/${split}_report_$decoding.json" "${opts[@]}"
+      # the prompts recur across speakers: the WER on sentences training never saw, apart
+      python recipes/unseen.py "$exp_dir/${split}_report_$decoding.json" "$data/train.jsonl" | sed 's/^/    /'
     done
   done
 fi
