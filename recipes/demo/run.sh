@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Offline demo: synthesise speech with eSpeak NG, train a small BiLSTM-CTC model,
 # evaluate WER on held-out voices (greedy, then beam search with a word 3-gram LM built from
-# the training transcripts), transcribe two test files. About 6 minutes on 2 CPU cores.
+# the training transcripts), transcribe two test files. About 10 minutes on 2 CPU cores.
 #
 #   bash recipes/demo/run.sh [--exp-dir exp/demo] [--stage 1] [--stop-stage 4]
 #
