@@ -3,9 +3,10 @@
     python recipes/unseen.py REPORT.json TRAIN_MANIFEST[,MORE.jsonl]
 
 REPORT is what ``asr-evaluate --report`` wrote; a sentence counts as seen when its
-normalised reference equals a normalised training transcript. Read-speech corpora repeat
-their prompts across speakers, and an n-gram LM built from the training transcripts then
-knows many test sentences by heart: the unseen figure says what it does for new text.
+normalised reference equals a normalised training transcript. Where a read-speech corpus
+repeats its prompts across speakers, an n-gram LM built from the training transcripts knows
+those test sentences by heart: the unseen figure says what it does for new text.
+(speechocean762's train split repeats none: its dev and test sentences are all unseen.)
 """
 
 from __future__ import annotations
