@@ -55,6 +55,11 @@ class Chunk:
         return self.keep_from <= centre < self.keep_until
 
 
+def _digital_silence(wave: np.ndarray) -> bool:
+    """Whether ``wave`` is zero, or within 1e-4 of it, throughout."""
+    return float(np.abs(wave).max(initial=0.0)) < 1e-4
+
+
 def speech_intervals(wave: np.ndarray, sample_rate: int, top_db: float = 35.0, ref: float | None = None) -> np.ndarray:
     """``(intervals, 2)`` sample bounds of the stretches of ``wave`` within ``top_db`` of
     ``ref`` (a frame's mean square; None: the loudest frame of ``wave``)."""
@@ -77,7 +82,7 @@ def find_cut(wave: np.ndarray, sample_rate: int, min_pause: float = 0.15, top_db
     A pause is a stretch more than ``top_db`` below ``ref`` (a frame's mean square, as
     :func:`peak_power` gives; None: the loudest frame of ``wave``), found by librosa.
     """
-    if float(np.abs(wave).max(initial=0.0)) < 1e-4:  # digital silence throughout
+    if _digital_silence(wave):
         return len(wave)
     bounds = [0, *speech_intervals(wave, sample_rate, top_db, ref).ravel().tolist(), len(wave)]
     gaps = [(a, b) for a, b in zip(bounds[::2], bounds[1::2]) if b - a >= min_pause * sample_rate]
@@ -94,7 +99,7 @@ def speech_bounds(wave: np.ndarray, sample_rate: int, margin: int, top_db: float
     """``[start, end)`` samples of ``wave`` from ``margin`` samples before its first speech to
     ``margin`` after its last (speech: within ``top_db`` of ``ref``, as in :func:`find_cut`);
     None if it has no speech."""
-    if float(np.abs(wave).max(initial=0.0)) < 1e-4:
+    if _digital_silence(wave):
         return None
     speech = speech_intervals(wave, sample_rate, top_db, ref)
     if not len(speech):
@@ -106,7 +111,7 @@ def first_long_pause(wave: np.ndarray, sample_rate: int, pause: float, top_db: f
                      ref: float | None = None) -> int | None:
     """The middle of the first pause of at least ``pause`` seconds between two stretches of
     speech in ``wave`` (judged as in :func:`find_cut`), or None."""
-    if float(np.abs(wave).max(initial=0.0)) < 1e-4:
+    if _digital_silence(wave):
         return None
     speech = speech_intervals(wave, sample_rate, top_db, ref)
     for end, start in zip(speech[:-1, 1], speech[1:, 0]):

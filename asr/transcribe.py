@@ -3,8 +3,9 @@
 Every input is streamed (:meth:`asr.audio.AudioFile.blocks`) and cut into chunks of at
 most ``chunk_seconds``, and at every pause of ``cut_pause`` seconds (:mod:`asr.segment`);
 chunks from all inputs are batched by length and decoded; each chunk's words are timed
-from the CTC alignment (:mod:`asr.align`) and stitched back into one :class:`Transcript` per input, in input
-order. Memory depends on the chunk and batch sizes, not on the recordings' lengths.
+from the CTC alignment (:mod:`asr.align`) and stitched back into one :class:`Transcript`
+per input, in input order. Memory depends on the chunk and batch sizes, not on the
+recordings' lengths.
 """
 
 from __future__ import annotations
