@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,16 +89,24 @@ class AudioFile:
         self.name = str(path)
         self._spool = None
         if self.name == "-":
-            source = self._spool = _spool_stdin()
+            source = self._spool = _spool(sys.stdin.buffer, "-", "standard input")
         else:
             p = Path(path)
             if not p.exists():
                 raise AudioError(f"{self.name}: no such file; check the path")
             if p.is_dir():
                 raise AudioError(f"{self.name}: is a directory; {_EXPECTED} files")
-            if p.stat().st_size == 0:
+            if not p.is_file():  # a named pipe, <(process substitution), /dev/stdin: read as a stream
+                try:
+                    with open(p, "rb") as stream:
+                        source = self._spool = _spool(stream, self.name, "the stream")
+                except OSError as e:
+                    raise AudioError(f"{self.name}: cannot read it ({e.strerror}); {_EXPECTED}") from None
+            elif p.stat().st_size == 0:
                 raise AudioError(f"{self.name}: empty file (0 bytes); {_EXPECTED}")
-            source = p
+            else:
+                source = p
+                _warn_if_truncated(p)
         try:
             self._f = sf.SoundFile(source)
         except (sf.LibsndfileError, RuntimeError, TypeError, OSError, ValueError) as e:
@@ -182,19 +191,48 @@ class AudioFile:
             yield wave
 
 
-def _spool_stdin():
-    """Copy standard input to an anonymous temporary file (seekable, not held in memory)."""
+def _spool(stream, name: str, what: str):
+    """Copy a stream (standard input, a named pipe) to an anonymous temporary file
+    (seekable, not held in memory)."""
     spool = tempfile.TemporaryFile()
     try:
-        shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
+        shutil.copyfileobj(stream, spool, 1 << 20)
     except OSError as e:
         spool.close()
-        raise AudioError(f"-: could not buffer standard input ({e.strerror or e}); pass a file path instead") from None
+        raise AudioError(f"{name}: could not buffer {what} ({e.strerror or e}); pass a file path instead") from None
     if spool.tell() == 0:
         spool.close()
-        raise AudioError(f"-: standard input is empty (or was already read); {_EXPECTED} on stdin")
+        raise AudioError(f"{name}: {what} is empty (or was already read); {_EXPECTED}")
     spool.seek(0)
     return spool
+
+
+class AudioWarning(UserWarning):
+    """Audio that can be used, but not as its header describes it."""
+
+
+def _warn_if_truncated(path: Path) -> None:
+    """Warn when a WAV file's header promises more sample data than the file holds (a
+    copy or recording cut short); libsndfile then reads what is there without a word."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return
+    if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+        return
+    order = "little" if head[:4] == b"RIFF" else "big"
+    pos = 12
+    while pos + 8 <= len(head):
+        size = int.from_bytes(head[pos + 4:pos + 8], order)
+        if head[pos:pos + 4] == b"data":
+            held = path.stat().st_size - (pos + 8)
+            if 0 < held < size < 0xFFFFF000:  # 0 and about 4 GiB: placeholders of streaming recorders
+                warnings.warn(f"{path}: truncated WAV file: the header promises {size} bytes of audio, the file "
+                              f"holds {held} ({100 * held / size:.0f}%); using what is there", AudioWarning,
+                              stacklevel=3)
+            return
+        pos += 8 + size + (size & 1)
 
 
 _RESAMPLERS: dict[tuple[int, int], torchaudio.transforms.Resample] = {}

@@ -4,8 +4,8 @@
   after and between the words (:func:`add_silence`), and additive noise at a random SNR,
   applied per utterance inside the data-loading workers, with randomness drawn from a
   per-item seed so a resumed run sees the same augmented audio.
-- :class:`SpecAugment`: time and frequency masks (torchaudio) on the feature batch, on
-  the model's device.
+- :class:`SpecAugment`: vocal-tract-length perturbation (:func:`warp_frequency`) and time
+  and frequency masks (torchaudio) on the feature batch, on the model's device.
 """
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import librosa
 import numpy as np
 import torch
 import torchaudio
 import torchaudio.functional as AF
 from torch import nn
 
+from asr.features import FeatureConfig
 from asr.segment import speech_intervals
 
 
@@ -35,7 +37,12 @@ class AugmentConfig:
     speech; ``pause_prob``: share of those utterances where a random part of it becomes a
     pause between two words instead (where the audio already has a gap). Silence is
     digital zero or faint coloured noise ``silence_level_db`` below the speech (see
-    :func:`add_silence`), so the model learns that neither is speech."""
+    :func:`add_silence`), so the model learns that neither is speech.
+
+    ``freq_warp``: ``[low, high]`` range of vocal-tract-length warp factors (e.g. ``[0.9,
+    1.1]``), one drawn per utterance: the spectral envelope moves up or down the frequency
+    axis as for a shorter or longer vocal tract, without changing the speaking rate
+    (:func:`warp_frequency`); empty: off."""
 
     speeds: list[float] = field(default_factory=list)
     noise_prob: float = 0.0
@@ -45,6 +52,7 @@ class AugmentConfig:
     silence_seconds: list[float] = field(default_factory=lambda: [0.2, 2.0])
     pause_prob: float = 0.0
     silence_level_db: list[float] = field(default_factory=lambda: [-70.0, -30.0])
+    freq_warp: list[float] = field(default_factory=list)
     time_masks: int = 0
     time_mask_width: int = 40
     freq_masks: int = 0
@@ -56,6 +64,9 @@ class AugmentConfig:
         for name in ("noise_prob", "silence_prob", "pause_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"augment.{name}={getattr(self, name)}; expected a probability in [0, 1]")
+        if self.freq_warp and (len(self.freq_warp) != 2 or not 0.8 <= self.freq_warp[0] <= self.freq_warp[1] <= 1.25):
+            raise ValueError(f"augment.freq_warp={list(self.freq_warp)}; expected [low, high] warp factors within "
+                             "[0.8, 1.25], e.g. [0.9, 1.1], or [] for none")
         for name, unit in (("noise_snr_db", "dB"), ("silence_seconds", "seconds"), ("silence_level_db", "dB")):
             pair = list(getattr(self, name))
             if len(pair) != 2 or pair[0] > pair[1] or (unit == "seconds" and pair[0] < 0):
@@ -69,7 +80,7 @@ class AugmentConfig:
 
     @property
     def spec_enabled(self) -> bool:
-        return self.time_masks > 0 or self.freq_masks > 0
+        return self.time_masks > 0 or self.freq_masks > 0 or bool(self.freq_warp)
 
 
 def colored_noise(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -160,18 +171,57 @@ class WaveAugment:
         return wave
 
 
-class SpecAugment(nn.Module):
-    """``features (batch, frames, n_mels) -> features`` with independent masks per utterance."""
+def warp_frequency(features: torch.Tensor, alphas: torch.Tensor, features_cfg: FeatureConfig) -> torch.Tensor:
+    """Vocal-tract-length perturbation of log-mel features (Jaitly and Hinton, 2013).
 
-    def __init__(self, cfg: AugmentConfig):
+    Output frequency ``f`` takes the value at ``f / alpha`` below a boundary at 80% of the
+    top frequency (times ``min(1, alpha)``), and a straight line joins the boundary to the
+    top above it, so the band edges stay where they are. ``alpha > 1`` moves formants up
+    (a shorter vocal tract). Bins are interpolated linearly on the mel axis.
+
+    ``features (batch, frames, n_mels), alphas (batch,) -> (batch, frames, n_mels)``.
+    """
+    cfg = features_cfg
+    f_max = cfg.f_max or cfg.sample_rate / 2
+    edges = librosa.mel_frequencies(cfg.n_mels + 2, fmin=cfg.f_min, fmax=f_max, htk=False)  # slaney, as LogMel
+    centers = torch.tensor(edges[1:-1], dtype=torch.float64, device=features.device)  # (n_mels,) Hz
+    alphas = alphas.to(torch.float64)[:, None]  # (batch, 1)
+    bound = 0.8 * f_max * alphas.clamp(max=1.0)
+    slope = (f_max - bound / alphas) / (f_max - bound)
+    source = torch.where(centers <= bound, centers / alphas, bound / alphas + (centers - bound) * slope)
+    # Fractional index of each source frequency among the bin centres (mel axis, slaney).
+    mel_centers = torch.tensor(librosa.hz_to_mel(edges[1:-1], htk=False), dtype=torch.float64, device=features.device)
+    mel_source = torch.tensor(librosa.hz_to_mel(source.cpu().numpy(), htk=False), dtype=torch.float64,
+                              device=features.device)
+    step = mel_centers[1] - mel_centers[0] if cfg.n_mels > 1 else 1.0
+    pos = ((mel_source - mel_centers[0]) / step).clamp(0, cfg.n_mels - 1)  # (batch, n_mels)
+    lo = pos.floor().long()
+    hi = (lo + 1).clamp(max=cfg.n_mels - 1)
+    w = (pos - lo).to(features.dtype)[:, None, :]  # (batch, 1, n_mels)
+    frames = features.shape[1]
+    take = lambda idx: features.gather(2, idx[:, None, :].expand(-1, frames, -1))
+    return take(lo) * (1 - w) + take(hi) * w
+
+
+class SpecAugment(nn.Module):
+    """``features (batch, frames, n_mels) -> features``: vocal-tract-length warping, then
+    masks, drawn independently per utterance (from torch's RNG, saved in checkpoints)."""
+
+    def __init__(self, cfg: AugmentConfig, features_cfg: FeatureConfig | None = None):
         super().__init__()
-        self.cfg = cfg
+        if cfg.freq_warp and features_cfg is None:
+            raise ValueError("augment.freq_warp needs the feature configuration (mel band edges)")
+        self.cfg, self.features_cfg = cfg, features_cfg
         self.time = torchaudio.transforms.TimeMasking(cfg.time_mask_width, iid_masks=True)
         self.freq = torchaudio.transforms.FrequencyMasking(cfg.freq_mask_width, iid_masks=True)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return features
+        if self.cfg.freq_warp:
+            low, high = self.cfg.freq_warp
+            alphas = low + (high - low) * torch.rand(features.shape[0], device=features.device)
+            features = warp_frequency(features, alphas, self.features_cfg)
         x = features.transpose(1, 2).unsqueeze(1)  # (batch, 1, n_mels, frames)
         for _ in range(self.cfg.freq_masks):
             x = self.freq(x)

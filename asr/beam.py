@@ -44,7 +44,7 @@ from flashlight.lib.text.dictionary import Dictionary
 from asr.decoding import Hypothesis
 from asr.lm import SIL, UNK, LMError, arpa_unigrams, check_lm, is_binary_lm
 from asr.text import Vocabulary
-from asr.utils import UserError
+from asr.utils import UserError, text_lines
 
 
 class LexiconError(UserError):
@@ -77,22 +77,21 @@ def read_lexicon(path: str | os.PathLike, vocab: Vocabulary) -> dict[str, list[l
     if not path.is_file():
         raise LexiconError(f"--lexicon {path}: file not found; expected a word and its spelling a line")
     out: dict[str, list[list[int]]] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            word, spelling = parts[0], parts[1:]
-            if len(spelling) == 1:
-                spelling = list(spelling[0])
-            spelling = [t for t in spelling or list(word) if t != SIL]
-            ids = _spell(spelling, vocab) if all(len(t) == 1 for t in spelling) else None
-            if ids is None:
-                bad = next((t for t in spelling if _spell([t], vocab) is None), "")
-                raise LexiconError(f"{path}:{lineno}: spelling of {word!r} uses {bad!r}, which is not in the "
-                                   f"model's vocabulary {''.join(vocab.tokens)!r}; fix or drop the line")
-            if ids not in out.setdefault(word, []):
-                out[word].append(ids)
+    for lineno, line in enumerate(text_lines(path, "lexicon"), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        word, spelling = parts[0], parts[1:]
+        if len(spelling) == 1:
+            spelling = list(spelling[0])
+        spelling = [t for t in spelling or list(word) if t != SIL]
+        ids = _spell(spelling, vocab) if all(len(t) == 1 for t in spelling) else None
+        if ids is None:
+            bad = next((t for t in spelling if _spell([t], vocab) is None), "")
+            raise LexiconError(f"{path}:{lineno}: spelling of {word!r} uses {bad!r}, which is not in the "
+                               f"model's vocabulary {''.join(vocab.tokens)!r}; fix or drop the line")
+        if ids not in out.setdefault(word, []):
+            out[word].append(ids)
     if not out:
         raise LexiconError(f"--lexicon {path}: no words; expected a word and its spelling a line")
     return out

@@ -54,21 +54,89 @@ def config_to_object(cfg):
         raise UserError(f"{key}: {first}" if key else first) from None
 
 
+def unknown_keys(cfg, schema) -> list[str]:
+    """Keys of the composed ``cfg`` that the ``schema`` dataclass does not have (e.g. from a
+    misspelt ``+model.hiden_size=32``), as dotted paths."""
+    from omegaconf import DictConfig, OmegaConf
+
+    def walk(node, known, prefix: str) -> list[str]:
+        out = []
+        for key in node.keys():
+            path = f"{prefix}{key}"
+            if key not in known.keys():
+                out.append(path)
+            elif OmegaConf.is_dict(known._get_node(key)) and OmegaConf.is_dict(node._get_node(key)):
+                out += walk(node[key], known[key], path + ".")
+        return out
+
+    return walk(cfg, OmegaConf.structured(schema), "")
+
+
+def _refuse_unknown(cfg, schema) -> None:
+    import difflib
+
+    from omegaconf import OmegaConf
+
+    from asr.utils import UserError
+
+    unknown = unknown_keys(cfg, schema)
+    if unknown:
+        flat = [k for k, _ in _walk_keys(OmegaConf.structured(schema))]
+        hints = [difflib.get_close_matches(k, flat, n=1) for k in unknown]
+        shown = ", ".join(k + (f" (did you mean {h[0]}?)" if h else "") for k, h in zip(unknown, hints))
+        raise UserError(f"unknown configuration key {shown}; see the keys with asr-train --cfg job")
+
+
+def _walk_keys(node, prefix: str = ""):
+    from omegaconf import DictConfig
+
+    for key in node.keys():
+        value = node[key] if not node._get_node(key)._is_missing() else None
+        if isinstance(value, DictConfig):
+            yield from _walk_keys(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _job_exp_dir(cfg) -> None:
+    """In a sweep (``-m``), each job trains into ``exp_dir/<its swept values>`` (e.g.
+    ``exp/demo/model.hidden_size=16``; slashes replaced), so jobs never share a folder and
+    re-running the sweep with ``resume=true`` finds each job's own run."""
+    import re
+
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return
+    args = [a for a in sys.argv[1:] if not a.startswith("-")]
+    swept = {o.get_key_element() for o in OverridesParser.create().parse_overrides(args) if o.is_sweep_override()}
+    mine = [o for o in hc.overrides.task if o.split("=", 1)[0].lstrip("+~") in swept]
+    name = re.sub(r"[^\w.,=+-]", "_", ",".join(mine)) or f"job{hc.job.num}"
+    cfg.exp_dir = str(Path(cfg.exp_dir) / name)
+
+
 def hydra_main(task, schema) -> None:
     """Compose the config from ``conf/`` and the command line, convert it to ``schema``
     (a dataclass) and call ``task`` with it. A user error ends in one line and exit 2."""
     import hydra
 
-    from asr.utils import UserError
+    from asr.utils import UserError, environment_message
 
     register_configs(schema)
 
     def run(cfg) -> None:
         try:
+            _refuse_unknown(cfg, schema)
+            _job_exp_dir(cfg)
             obj = config_to_object(cfg)
             task(obj)
-        except (UserError, ValueError) as e:
-            message = one_line(e)
+        except (UserError, ValueError, OSError) as e:
+            message = environment_message(e) if isinstance(e, OSError) and not isinstance(e, UserError) else one_line(e)
+            if message is None:
+                raise
             logging.getLogger("asr").error("%s", message)
             print(f"error: {message}", file=sys.stderr)
             sys.exit(2)

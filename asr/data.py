@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from asr.audio import load_audio
-from asr.text import DEFAULT_CHARS, Vocabulary
+from asr.text import DEFAULT_CHARS, Vocabulary, describe_dropped
 from asr.utils import UserError, atomic_open
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def read_manifest(path: str | os.PathLike, check_files: bool = True) -> list[Utt
         for lineno, raw in enumerate(f, 1):
             where = f"{path}:{lineno}"
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # a byte-order mark is fine
             except UnicodeDecodeError:
                 raise ManifestError(f"{where}: not UTF-8 text; save the manifest as UTF-8") from None
             if not line.strip():
@@ -151,7 +151,11 @@ def ctc_min_frames(ids: Sequence[int]) -> int:
 def drop_unalignable(utterances: Sequence[Utterance], vocab: Vocabulary,
                      steps: Callable[[float], int], name: str = "data") -> list[Utterance]:
     """Keep utterances whose label fits in the encoder output (``steps(duration)`` frames)
-    and is not empty; log how many were dropped."""
+    and is not empty; log how many were dropped, and the characters outside the vocabulary
+    that transcripts lose."""
+    dropped = vocab.dropped_characters(u.text for u in utterances)
+    if dropped:
+        log.warning("%s: %s", name, describe_dropped(dropped))
     kept = [u for u in utterances
             if 0 < ctc_min_frames(vocab.encode(u.text)) <= steps(u.duration)]
     if len(kept) < len(utterances):

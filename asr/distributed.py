@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from asr.utils import UserError
+from asr.utils import UserError, flatten_dict
 
 
 class DistributedError(UserError):
@@ -118,16 +118,6 @@ def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
     return all_reduce_sum(values) / world
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def fingerprint(obj) -> str:
     """A short hash of a JSON-able object (sorted keys)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -140,7 +130,7 @@ def check_agreement(config: dict, vocab: Sequence[str], data: dict | None = None
     The message names the first differing key and the ranks that differ, so a node started
     with other overrides, another checkout or another copy of the data is found at once.
     """
-    mine = {"config": _flatten(config), "vocab": "".join(vocab), "data": data or {}}
+    mine = {"config": flatten_dict(config), "vocab": "".join(vocab), "data": data or {}}
     everyone = all_gather_objects(mine)
     ref = everyone[0]
     for what in ("vocab", "config", "data"):

@@ -157,11 +157,18 @@ def extract(archive: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
             z.extractall(out_dir)
     elif tarfile.is_tarfile(archive):
         with tarfile.open(archive) as t:
-            bad = [m.name for m in t.getmembers() if not _inside(root, m.name)
-                   or ((m.issym() or m.islnk()) and not _inside(root, os.path.join(os.path.dirname(m.name),
-                                                                                   m.linkname)))]
+            members = t.getmembers()
+            # A symbolic link's target is relative to the link's folder, a hard link's to the
+            # archive root (tar semantics).
+            bad = [m.name for m in members if not _inside(root, m.name)
+                   or (m.issym() and not _inside(root, os.path.join(os.path.dirname(m.name), m.linkname)))
+                   or (m.islnk() and not _inside(root, m.linkname))]
             if bad:
                 raise DownloadError(f"{archive}: member {bad[0]!r} would be written outside {out_dir}; refused")
+            special = [m.name for m in members if m.isdev() or m.isfifo()]
+            if special:
+                raise DownloadError(f"{archive}: member {special[0]!r} is a device or pipe, not a file a corpus "
+                                    "holds; refused (check where the archive came from)")
             t.extractall(out_dir, filter="data")
     else:
         raise DownloadError(f"{archive}: not a tar or zip archive; delete it and download again")

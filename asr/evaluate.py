@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -15,7 +16,8 @@ from asr.data import AudioDataset, Batch, DurationBatchSampler, Utterance, colla
 from asr.decoding import Decoder, GreedyDecoder, add_decoder_arguments, decoder_from_args
 from asr.metrics import ErrorRates, align_words, error_rates
 from asr.recognizer import Recognizer
-from asr.utils import UserError, atomic_open, autocast_dtype, resolve_device, run_cli
+from asr.text import Vocabulary, describe_dropped
+from asr.utils import UserError, atomic_open, autocast_dtype, check_writable, resolve_device, run_cli
 
 
 def batch_loader(utterances: Sequence[Utterance], recognizer: Recognizer, max_batch_seconds: float = 200.0,
@@ -94,6 +96,18 @@ def evaluate(recognizer: Recognizer, utterances: Sequence[Utterance], decoder: D
                       error_rates(refs, hyp_list), [u.extra.get("speaker") for u in utterances])
 
 
+def _warn_about_references(manifest, utterances: list[Utterance], vocab: Vocabulary) -> None:
+    """Characters the references lose to the vocabulary, and references left empty, are
+    counted and reported (they change the WER)."""
+    dropped = vocab.dropped_characters(u.text for u in utterances)
+    if dropped:
+        warnings.warn(f"{manifest}: references: {describe_dropped(dropped)}", stacklevel=2)
+    empty = [u.id for u in utterances if not vocab.normalize(u.text)]
+    if empty:
+        warnings.warn(f"{manifest}: {len(empty)} reference(s) are empty after normalisation (e.g. {empty[0]!r}); "
+                      "they count as empty references", stacklevel=2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="asr-evaluate", description="WER/CER of a checkpoint on a manifest.")
     p.add_argument("--model", required=True, help="checkpoint written by asr-train (e.g. exp/demo/best.pt)")
@@ -111,8 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.batch_seconds > 0:
         raise UserError(f"--batch-seconds {args.batch_seconds}: expected a positive number of seconds")
     device = resolve_device(args.device)
+    if args.report:
+        check_writable(args.report, "--report")  # before the evaluation, not after it
     utterances = read_manifest(args.manifest)  # cheap: fail before loading the model
     recognizer = Recognizer.from_checkpoint(args.model, device)
+    _warn_about_references(args.manifest, utterances, recognizer.vocab)
     decoder = decoder_from_args(args, recognizer.vocab)
     result = evaluate(recognizer, utterances, decoder, device=device, max_batch_seconds=args.batch_seconds)
     if args.report:

@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from asr.audio import AudioError, audio_info
 from asr.data import Utterance
-from asr.text import Vocabulary
-from asr.utils import UserError
+from asr.text import Vocabulary, describe_dropped
+from asr.utils import UserError, text_lines
 
 log = logging.getLogger(__name__)
 _ARK_OFFSET = re.compile(r"\.(ark|scp):\d+$")
@@ -37,13 +38,12 @@ def _read_table(path: Path, required: bool = True) -> list[tuple[int, str, str]]
                              "(and utt2spk or spk2utt)")
         return []
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            key, *rest = line.split(maxsplit=1)
-            rows.append((lineno, key, rest[0].strip() if rest else ""))
+    for lineno, line in enumerate(text_lines(path, f"Kaldi {path.name} table"), 1):
+        line = line.strip()
+        if not line:
+            continue
+        key, *rest = line.split(maxsplit=1)
+        rows.append((lineno, key, rest[0].strip() if rest else ""))
     return rows
 
 
@@ -154,7 +154,10 @@ def read_kaldi_dir(data_dir: str | os.PathLike, audio_root: str | os.PathLike | 
         log.warning("%s: %d transcript(s) in text have no wav.scp entry (e.g. %s); left out",
                     data_dir, len(no_audio), no_audio[0])
     keys = [k for k in wavs if k in texts]
-    normalized = {k: vocab.normalize(texts[k]) for k in keys}
+    dropped: Counter = Counter()
+    normalized = {k: vocab.normalize(texts[k], dropped) for k in keys}
+    if dropped:
+        log.warning("%s: %s", text_path, describe_dropped(dropped))
     empty = [k for k in keys if not normalized[k]]
     if empty:
         log.warning("%s: %d transcript(s) are empty after normalisation (e.g. %s); left out",

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from asr.text import DEFAULT_CHARS, Vocabulary
-from asr.utils import UserError, atomic_open, run_cli
+from asr.utils import UserError, atomic_open, check_writable, run_cli, text_lines
 
 BOS, EOS, UNK, SIL = "<s>", "</s>", "<unk>", "|"
 #: Discounts for counts 1, 2, 3+ when the count-of-counts give none (tiny corpora); KenLM's fallback.
@@ -48,7 +48,7 @@ class LMError(UserError):
 
 def is_manifest(path: str | os.PathLike) -> bool:
     """True when the first non-blank line of ``path`` is a JSON object with a ``text`` key."""
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:  # a bad encoding is reported when read
         for line in f:
             if line.strip():
                 try:
@@ -73,8 +73,7 @@ def read_sentences(path: str | os.PathLike, vocab: Vocabulary | None = None, uni
 
         texts: Iterable[str] = (u.text for u in read_manifest(path, check_files=False))
     else:
-        with open(path, encoding="utf-8") as f:
-            texts = f.read().splitlines()
+        texts = text_lines(path, "text file")
     out = []
     for text in texts:
         text = vocab.normalize(text)
@@ -236,16 +235,15 @@ def arpa_unigrams(path: str | os.PathLike) -> list[str]:
 def read_arpa(path: str | os.PathLike) -> list[dict[tuple, tuple[float, float]]]:
     """All n-grams of an ARPA file: ``model[k-1][ngram] = (log10 prob, log10 backoff)``."""
     model: list[dict] = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if line.endswith("-grams:") and line.startswith("\\"):
-                model.append({})
-                k = len(model)
-            elif model and line and not line.startswith("\\"):
-                parts = line.split()
-                bow = float(parts[k + 1]) if len(parts) > k + 1 else 0.0
-                model[-1][tuple(parts[1:k + 1])] = (float(parts[0]), bow)
+    for line in text_lines(path, "ARPA file"):
+        line = line.strip()
+        if line.endswith("-grams:") and line.startswith("\\"):
+            model.append({})
+            k = len(model)
+        elif model and line and not line.startswith("\\"):
+            parts = line.split()
+            bow = float(parts[k + 1]) if len(parts) > k + 1 else 0.0
+            model[-1][tuple(parts[1:k + 1])] = (float(parts[0]), bow)
     return model
 
 
@@ -411,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
             vocab = Vocabulary(args.chars)
         except ValueError as e:
             raise UserError(f"--chars: {e}") from None
+        check_writable(args.out, "ARPA output")
         counts = build_arpa(args.text, args.out, args.order, args.unit, vocab)
         print(f"wrote {args.out}: {len(counts)}-gram {args.unit} model, "
               + ", ".join(f"{n} {k}-grams" for k, n in enumerate(counts, 1)))

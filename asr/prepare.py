@@ -33,7 +33,7 @@ import soundfile as sf
 from asr.audio import audio_info, load_audio
 from asr.data import Utterance, read_manifest, write_manifest
 from asr.text import Vocabulary
-from asr.utils import UserError, atomic_open, run_cli
+from asr.utils import UserError, atomic_open, run_cli, text_lines
 
 log = logging.getLogger(__name__)
 
@@ -303,16 +303,15 @@ def read_librispeech_subset(subset_dir: str | os.PathLike, workers: int = 8) -> 
     items = []
     for trans in sorted(root.glob("*/*/*.trans.txt")):
         spk, chapter = trans.parent.parent.name, trans.parent.name
-        with open(trans, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                uid, _, text = line.strip().partition(" ")
-                audio = trans.parent / f"{uid}.flac"
-                if not audio.is_file():
-                    raise PrepareError(f"{trans}:{lineno}: audio {audio.name} not found beside the transcript; "
-                                       "is the subset fully extracted?")
-                items.append((uid, audio, vocab.normalize(text), spk, chapter))
+        for lineno, line in enumerate(text_lines(trans, "transcript"), 1):
+            if not line.strip():
+                continue
+            uid, _, text = line.strip().partition(" ")
+            audio = trans.parent / f"{uid}.flac"
+            if not audio.is_file():
+                raise PrepareError(f"{trans}:{lineno}: audio {audio.name} not found beside the transcript; "
+                                   "is the subset fully extracted?")
+            items.append((uid, audio, vocab.normalize(text), spk, chapter))
     if not items:
         raise PrepareError(f"{root}: no <speaker>/<chapter>/*.trans.txt transcripts; pass LibriSpeech/<subset>")
     with ThreadPoolExecutor(workers) as pool:
@@ -396,8 +395,7 @@ def table_digest(path: str | os.PathLike) -> str:
     """sha256 of a text table's non-blank lines, whitespace-normalised and sorted."""
     import hashlib
 
-    with open(path, encoding="utf-8") as f:
-        lines = sorted(" ".join(line.split()) + "\n" for line in f if line.strip())
+    lines = sorted(" ".join(line.split()) + "\n" for line in text_lines(path, "table") if line.strip())
     return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 

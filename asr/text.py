@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Sequence
+
+from num2words import num2words
 
 DEFAULT_CHARS = " 'abcdefghijklmnopqrstuvwxyz"
 _SPACES = re.compile(r"\s+")
 #: Punctuation that separates words; other punctuation the vocabulary lacks is deleted.
+_NUMBER = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
 _SEPARATORS = set("-_/\\.,;:!?()[]{}\"|+&*=<>~\u2010\u2011\u2012\u2013\u2014\u2015\u2026\u00b7")
+
+
+def spell_numbers(text: str) -> str:
+    """Numbers written in digits as English words (num2words): ``"call 911 now"`` ->
+    ``"call nine hundred and eleven now"``, ``"3.5"`` -> ``"three point five"``."""
+    def words(match: re.Match) -> str:
+        digits = match.group().replace(",", "")
+        return f" {num2words(float(digits) if '.' in digits else int(digits))} "
+
+    return _NUMBER.sub(words, text)
 
 
 class Vocabulary:
@@ -49,11 +63,15 @@ class Vocabulary:
         """All symbols by id, index 0 the blank."""
         return ["<blank>", *self.tokens]
 
-    def normalize(self, text: str) -> str:
-        """Fold case (see ``case``), fold accents the vocabulary lacks (``é`` -> ``e``), turn
-        separating punctuation into spaces, drop other characters the vocabulary lacks,
-        collapse spaces (or drop them, for a vocabulary without a space)."""
+    def normalize(self, text: str, dropped: Counter | None = None) -> str:
+        """Spell out numbers written in digits when the vocabulary has no digits
+        (:func:`spell_numbers`), fold case (see ``case``), fold accents the vocabulary lacks
+        (``é`` -> ``e``), turn separating punctuation into spaces, drop other characters the
+        vocabulary lacks (counted into ``dropped`` when given), collapse spaces (or drop
+        them, for a vocabulary without a space)."""
         text = unicodedata.normalize("NFC", text)
+        if any(c.isdigit() for c in text) and not any(c.isdigit() for c in self.tokens):
+            text = spell_numbers(text)
         if self.case == "lower":
             text = text.lower()
         elif self.case == "upper":
@@ -70,8 +88,18 @@ class Vocabulary:
                     out.append(" ")
                 elif ch in "\u2019\u2018`" and "'" in self._index:
                     out.append("'")
+                elif dropped is not None and not unicodedata.combining(ch):
+                    dropped[char] += 1
+                    break
         text = "".join(out)
         return _SPACES.sub(" ", text).strip() if " " in self._index else text.replace(" ", "")
+
+    def dropped_characters(self, texts: Iterable[str]) -> Counter:
+        """How often each character of ``texts`` is dropped by :meth:`normalize`."""
+        dropped: Counter = Counter()
+        for text in texts:
+            self.normalize(text, dropped)
+        return dropped
 
     def encode(self, text: str) -> list[int]:
         """Normalise ``text`` and map it to token ids."""
@@ -81,3 +109,10 @@ class Vocabulary:
         """Token ids to text; blanks are skipped, repeats are kept (CTC collapsing is the
         decoder's job)."""
         return "".join(self.tokens[i - 1] for i in ids if i != self.blank)
+
+
+def describe_dropped(dropped: Counter, limit: int = 8) -> str:
+    """``"3 characters outside the vocabulary were dropped: '€' x2, '#' x1"``."""
+    shown = ", ".join(f"{c!r} x{n}" for c, n in dropped.most_common(limit))
+    more = f" and {len(dropped) - limit} more kinds" if len(dropped) > limit else ""
+    return f"{sum(dropped.values())} characters outside the vocabulary were dropped: {shown}{more}"

@@ -14,6 +14,7 @@ on SIGTERM/SIGINT. ``resume=true`` continues from the newest good one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -32,7 +33,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from asr import distributed
+from asr import distributed, rundir
 from asr.augment import AugmentConfig, SpecAugment, WaveAugment
 from asr.checkpoint import (epoch_path, link_or_copy, list_checkpoints, load_latest, periodic_path,
                             prune_checkpoints, save_checkpoint)
@@ -46,7 +47,7 @@ from asr.optim import OptimConfig, build_optimizer
 from asr.plots import plot_curves
 from asr.recognizer import Recognizer
 from asr.text import Vocabulary
-from asr.utils import UserError, autocast_dtype
+from asr.utils import UserError, autocast_dtype, flatten_dict
 
 log = logging.getLogger("asr.train")
 
@@ -62,7 +63,8 @@ class TrainConfig:
     max_steps: int = 0  # stop after this many optimizer steps (0: no limit)
     device: str = "auto"
     precision: str = "auto"  # auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16, fp16
-    resume: bool = False
+    resume: bool = False  # continue the run in exp_dir from its newest good checkpoint
+    overwrite: bool = False  # exp_dir holds another run: move it into exp_dir/replaced-<time>/ and start afresh
     log_every: int = 25
     progress: bool = True
     checkpoint_every: int = 1000  # also write last.pt and checkpoints/step-N.pt every N steps (0: epoch ends only)
@@ -86,6 +88,10 @@ class TrainConfig:
         return cls(**{k: nested[k](**v) if k in nested else v for k, v in d.items()})
 
     def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs={self.epochs}; expected a positive number of epochs (max_steps=N stops earlier)")
+        if self.resume and self.overwrite:
+            raise ValueError("resume=true and overwrite=true contradict each other; choose one")
         for key in ("checkpoint_every", "keep_last_n", "max_bad_steps", "average_last", "patience", "max_steps",
                     "threads"):
             if getattr(self, key) < 0:
@@ -115,7 +121,7 @@ def train(cfg: TrainConfig) -> dict:
     try:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        with StopSignals() as stop:
+        with _own_exp_dir(cfg, ctx), StopSignals() as stop:
             return _train(cfg, ctx, device, stop)
     finally:  # leave the process as it was (train() may be called from a notebook or a test)
         torch.use_deterministic_algorithms(saved[0])
@@ -124,13 +130,50 @@ def train(cfg: TrainConfig) -> dict:
         distributed.shutdown()
 
 
+@contextlib.contextmanager
+def _own_exp_dir(cfg: TrainConfig, ctx: distributed.Context):
+    """Rank 0 claims ``exp_dir`` (:func:`asr.rundir.claim`) and logs into its ``train.log``
+    while the run lasts; other ranks log warnings only."""
+    if not ctx.is_main:
+        _quiet_logging()
+        yield
+        return
+    with rundir.claim(cfg.exp_dir, resume=cfg.resume, overwrite=cfg.overwrite) as claimed:
+        handler = logging.FileHandler(claimed.path / "train.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+        logging.getLogger().addHandler(handler)
+        asr_log, level = logging.getLogger("asr"), logging.getLogger("asr").level
+        if asr_log.getEffectiveLevel() > logging.INFO:  # called as a library: train.log still gets the INFO lines
+            asr_log.setLevel(logging.INFO)
+        try:
+            if claimed.replaced:
+                log.info("overwrite=true: the earlier run in %s was moved into %s", claimed.path, claimed.replaced)
+            log.info("command: %s", " ".join(sys.argv))
+            yield
+        finally:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+            asr_log.setLevel(level)
+
+
+# Keys a resumed run cannot change: the checkpoint's weights, optimizer and RNG state fix them.
+FROZEN_ON_RESUME = ("seed", "model", "features", "optim", "data.chars")
+
+
+def check_resumable(cfg: TrainConfig, saved: dict, path: Path) -> None:
+    """Refuse to resume from ``path`` (whose training config is ``saved``) when a key of
+    :data:`FROZEN_ON_RESUME` differs, naming every differing key."""
+    now, before = flatten_dict(dataclasses.asdict(cfg)), flatten_dict(saved)
+    differ = [k for k in now if k in before and now[k] != before[k]
+              and any(k == f or k.startswith(f + ".") for f in FROZEN_ON_RESUME)]
+    if differ:
+        shown = ", ".join(f"{k}={before[k]!r} there, {now[k]!r} now" for k in differ[:6])
+        raise UserError(f"resume=true: {path} does not fit this configuration ({shown}); these keys cannot change "
+                        "when resuming: drop those overrides, or start a new run (overwrite=true or another exp_dir)")
+
+
 def _train(cfg: TrainConfig, ctx: distributed.Context, device: torch.device, stop: "StopSignals") -> dict:
     exp_dir = Path(cfg.exp_dir)
-    if ctx.is_main:
-        exp_dir.mkdir(parents=True, exist_ok=True)
-        _write_config(cfg, exp_dir / "config.yaml")
-    else:
-        _quiet_logging()
     amp_dtype = autocast_dtype(device, cfg.precision)
     if cfg.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -172,7 +215,8 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, device: torch.device, sto
 
     # Model, optimizer, schedule.
     recognizer = Recognizer(cfg.features, cfg.model, vocab).to(device)
-    spec_augment = SpecAugment(cfg.augment).to(device) if cfg.augment.spec_enabled else torch.nn.Identity()
+    spec_augment = (SpecAugment(cfg.augment, cfg.features).to(device) if cfg.augment.spec_enabled
+                    else torch.nn.Identity())
     if cfg.features.normalize == "global":
         stats = DataLoader(AudioDataset(train_utts[:500], vocab, cfg.features.sample_rate), batch_size=16,
                            collate_fn=collate)
@@ -202,6 +246,7 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, device: torch.device, sto
         found = distributed.broadcast_object(load_latest(exp_dir, warn=log.warning) if ctx.is_main else None)
     if found is not None:
         path, state = found
+        check_resumable(cfg, state.get("config") or {}, path)
         recognizer.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -218,6 +263,8 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, device: torch.device, sto
                  progress["batch"], progress["step"])
     elif cfg.resume:
         log.info("resume=true but %s holds no checkpoint yet: starting from scratch", exp_dir)
+    if ctx.is_main:  # what actually runs (a resumed run's frozen keys were just checked)
+        _write_config(cfg, exp_dir / "config.yaml")
 
     def training_state() -> dict:
         rngs = distributed.all_gather_objects(rng_state())  # collective: every rank calls this

@@ -30,7 +30,7 @@ from asr.audio import AudioError, find_audio_files, open_audio
 from asr.decoding import Decoder, GreedyDecoder, Hypothesis, add_decoder_arguments, decoder_from_args
 from asr.formats import FORMATS, SINGLE_INPUT, render
 from asr.segment import Chunk, split_chunks
-from asr.utils import UserError, atomic_open, autocast_dtype, resolve_device, run_cli
+from asr.utils import UserError, atomic_open, autocast_dtype, check_writable, resolve_device, run_cli
 
 MANIFEST_SUFFIXES = (".json", ".jsonl")
 
@@ -344,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.format in SINGLE_INPUT and several and not args.output_dir:
         raise UserError(f"--format {args.format} holds one input per file; with several inputs add "
                         "--output-dir DIR (one file per input)")
+    if args.output_dir:
+        check_writable(Path(args.output_dir) / "x", "--output-dir")
     device = resolve_device(args.device)
     recognizer = load_recognizer(args.model, device)
     decoder = decoder_from_args(args, recognizer.vocab)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -14,13 +16,42 @@ class UserError(Exception):
     """Bad input from the user: reported as one line on stderr, no traceback."""
 
 
+# Failures of the environment, not of the program: reported as one line.
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EIO,
+                      errno.ENOTDIR, errno.EISDIR}
+
+
+class WriteError(UserError, OSError):
+    """A file could not be written (full disk, read-only or missing folder); the previous
+    file at that path, if any, is intact. Both a :class:`UserError` and an ``OSError``."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def environment_message(error: OSError) -> str | None:
+    """One line for an ``OSError`` caused by the environment (full disk, permissions, a
+    path below a regular file), naming the file and a fix; None for other errors."""
+    if error.errno not in ENVIRONMENT_ERRNOS:
+        return None
+    name = error.filename if error.filename is not None else "a file"
+    fix = {errno.ENOSPC: "free disk space", errno.EDQUOT: "free space within your quota",
+           errno.EROFS: "choose a writable folder", errno.ENOTDIR: "a folder on that path is a regular file; "
+           "choose another path"}.get(error.errno, "check the path and its permissions")
+    return f"{name}: {error.strerror or error}; {fix}, then run again"
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success fsync it and rename it over
     ``path``, so readers see either the old file or the complete new one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise WriteError(e.errno, f"{path}: cannot write here ({e.strerror}); choose a writable folder "
+                         "(a folder on the path may be a regular file, read-only or full)") from None
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -30,10 +61,54 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, UserError) and e.errno in ENVIRONMENT_ERRNOS:
+            raise WriteError(e.errno, f"{path}: could not write it ({e.strerror}); the previous file is intact; "
+                             "free disk space or make the folder writable, then run again") from None
         raise
+
+
+def flatten_dict(d: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten_dict(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_writable(path: str | os.PathLike, what: str = "output") -> None:
+    """Raise a one-line :class:`UserError` now if ``path`` could not be written later (a
+    folder on the way is a regular file, or the nearest existing folder is read-only), so
+    a long computation is not lost at its last step."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{what} {path}: is a folder; name a file")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{what} {path}: {parent} is a regular file, not a folder; choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{what} {path}: the folder {parent} is not writable; choose another path")
+
+
+def text_lines(path: str | os.PathLike, what: str = "file") -> list[str]:
+    """The lines of a UTF-8 text file (a byte-order mark is dropped), without line ends.
+    Other encodings and binary files raise a one-line :class:`UserError` naming the file,
+    the line and a fix; a missing or unreadable file raises ``OSError`` as ``open`` does."""
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise UserError(f"{path}:{line}: not UTF-8 (byte 0x{data[e.start]:02x}); a {what} must be UTF-8 text: "
+                        f"convert it, e.g. iconv -f latin1 -t utf-8 {path} > utf8-copy, and use the copy") from None
+    return text.splitlines()
 
 
 def one_line(error: BaseException) -> str:
@@ -49,10 +124,23 @@ def one_line(error: BaseException) -> str:
 
 def run_cli(main, argv=None) -> int:
     """Run ``main(argv)``; turn a :class:`UserError` into one line on stderr and exit 2."""
+    with warnings.catch_warnings():  # a warning is one line too
+        warnings.simplefilter("default")
+        warnings.showwarning = lambda message, *args, **kwargs: print(f"warning: {message}", file=sys.stderr)
+        return _run(main, argv)
+
+
+def _run(main, argv) -> int:
     try:
         return main(argv) or 0
     except UserError as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        message = environment_message(e)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

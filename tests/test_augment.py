@@ -3,7 +3,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from asr.augment import AugmentConfig, SpecAugment, WaveAugment, add_silence, colored_noise
+from asr.augment import AugmentConfig, SpecAugment, WaveAugment, add_silence, colored_noise, warp_frequency
+from asr.features import FeatureConfig, LogMel
 from asr.utils import UserError
 from conftest import tone
 
@@ -141,7 +142,48 @@ def test_spec_augment_masks_time_and_frequency_per_utterance_in_training_only():
     assert torch.equal(spec(feats), feats)
 
 
-@pytest.mark.parametrize("kwargs", [{"speeds": [0.0, 1.0]}, {"noise_prob": 1.5}, {"noise_snr_db": [30, 10]},
+def _tone_features(freq: float, cfg: FeatureConfig) -> torch.Tensor:
+    t = torch.arange(cfg.sample_rate // 2) / cfg.sample_rate
+    wave = torch.sin(2 * torch.pi * freq * t)[None]
+    feats, _ = LogMel(cfg)(wave, torch.tensor([wave.shape[1]]))
+    return feats  # (1, frames, n_mels)
+
+
+def test_frequency_warp_moves_formants_by_the_factor():
+    cfg = FeatureConfig(sample_rate=8000, n_mels=40, f_max=4000.0, normalize="none")
+    feats = _tone_features(1000.0, cfg)
+    peak = lambda x: int(x[0].mean(0).argmax())
+    assert torch.allclose(warp_frequency(feats, torch.tensor([1.0]), cfg), feats, atol=1e-5)
+    # alpha 1.2: the 1 kHz tone is where 1.2 kHz sits; 0.85: where 850 Hz sits.
+    for alpha, target in ((1.2, 1200.0), (0.85, 850.0)):
+        warped = warp_frequency(feats, torch.tensor([alpha]), cfg)
+        assert abs(peak(warped) - peak(_tone_features(target, cfg))) <= 1, alpha
+        assert warped.min() >= feats.min() - 1e-5 and warped.max() <= feats.max() + 1e-5  # interpolated only
+    # Per utterance, and padded (zero) frames stay zero.
+    batch = torch.cat([feats, feats]).clone()
+    batch[1, -5:] = 0
+    out = warp_frequency(batch, torch.tensor([1.0, 1.2]), cfg)
+    assert torch.allclose(out[0], feats[0], atol=1e-5) and not torch.allclose(out[1, :-5], feats[0, :-5], atol=1e-2)
+    assert (out[1, -5:] == 0).all()
+
+
+def test_spec_augment_warps_each_utterance_by_a_factor_in_range_only_in_training():
+    cfg = FeatureConfig(sample_rate=8000, n_mels=40, f_max=4000.0, normalize="none")
+    spec = SpecAugment(AugmentConfig(freq_warp=[0.9, 1.1]), cfg)
+    feats = _tone_features(1000.0, cfg).repeat(8, 1, 1)
+    torch.manual_seed(0)
+    out = spec(feats)
+    peaks = out.mean(1).argmax(1)
+    low, high = (int(_tone_features(f, cfg)[0].mean(0).argmax()) for f in (900.0, 1100.0))
+    assert ((peaks >= low - 1) & (peaks <= high + 1)).all() and len(set(peaks.tolist())) > 1
+    spec.eval()
+    assert torch.equal(spec(feats), feats)
+    with pytest.raises(ValueError, match="feature configuration"):
+        SpecAugment(AugmentConfig(freq_warp=[0.9, 1.1]))
+
+
+@pytest.mark.parametrize("kwargs", [{"speeds": [0.0, 1.0]}, {"freq_warp": [1.1, 0.9]}, {"freq_warp": [0.5, 1.0]},
+                                    {"freq_warp": [1.0]}, {"noise_prob": 1.5}, {"noise_snr_db": [30, 10]},
                                     {"noise_snr_db": [10]}, {"time_masks": -1}, {"silence_prob": -0.1},
                                     {"pause_prob": 2}, {"silence_seconds": [-1, 1]}, {"silence_seconds": [1, 0.5]},
                                     {"silence_level_db": [-30]}])

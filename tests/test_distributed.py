@@ -18,6 +18,7 @@ import yaml
 from asr import distributed
 from asr.checkpoint import load_checkpoint
 from asr.data import DurationBatchSampler, Utterance, write_manifest
+from asr.utils import flatten_dict
 from asr.train import TrainConfig, train
 
 REPO = Path(__file__).resolve().parent.parent
@@ -111,8 +112,8 @@ def test_sampler_shards_are_disjoint_and_equal_in_number():
 def test_agreement_check_names_the_differing_key(monkeypatch):
     config = {"seed": 1, "optim": {"lr": 0.001}, "data": {"chars": "ab"}}
     other = {"seed": 1, "optim": {"lr": 0.002}, "data": {"chars": "ab"}}
-    mine = {"config": distributed._flatten(config), "vocab": "ab", "data": {"train": "x"}}
-    theirs = {"config": distributed._flatten(other), "vocab": "ab", "data": {"train": "x"}}
+    mine = {"config": flatten_dict(config), "vocab": "ab", "data": {"train": "x"}}
+    theirs = {"config": flatten_dict(other), "vocab": "ab", "data": {"train": "x"}}
     monkeypatch.setattr(distributed, "all_gather_objects", lambda obj: [obj, theirs])
     with pytest.raises(distributed.DistributedError,
                        match=r"ranks disagree on config: optim.lr is 0.002 on rank 1 but 0.001 on rank 0; launch"):

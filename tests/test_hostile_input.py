@@ -93,3 +93,118 @@ def test_bad_model_and_bad_manifest_are_one_line(ckpt, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert err.startswith(f"error: {manifest}:1: not valid JSON") and err.count("\n") == 1
     assert out.startswith(f"{good}\t")
+
+
+# ------------------------------------------------------------------ every command
+# Each case: (name, build(tmp_path, ckpt) -> (command main, argv), expected exit status,
+# a phrase the one error or warning line must hold). Add a case for every hostile input found.
+def _wav(path, seconds=1.0):
+    sf.write(path, np.random.default_rng(0).normal(0, 0.1, int(SR * seconds)).astype(np.float32), SR,
+             subtype="PCM_16")
+    return path
+
+
+def _manifest(d, name="m.jsonl", encoding="utf-8"):
+    import json
+
+    _wav(d / "a.wav")
+    path = d / name
+    path.write_text(json.dumps({"audio_filepath": "a.wav", "duration": 1.0, "text": "hello"}) + "\n",
+                    encoding=encoding)
+    return path
+
+
+def _euro_manifest(d):
+    import json
+
+    _wav(d / "a.wav")
+    path = d / "euro.jsonl"
+    rows = [{"audio_filepath": "a.wav", "duration": 1.0, "text": t} for t in ("costs €5", "€ #")]
+    path.write_text("".join(json.dumps({**r, "id": f"u{i}"}) + "\n" for i, r in enumerate(rows)))
+    return path
+
+
+def _kaldi_latin1(d):
+    (d / "kd").mkdir()
+    (d / "kd" / "wav.scp").write_text(f"u1 {_wav(d / 'a.wav')}\n")
+    (d / "kd" / "text").write_bytes("u1 café\n".encode("latin-1"))
+    (d / "kd" / "utt2spk").write_text("u1 s1\n")
+    return d / "kd"
+
+
+def _truncated(d):
+    data = _wav(d / "full.wav").read_bytes()
+    (d / "cut.wav").write_bytes(data[:len(data) // 2])
+    return d / "cut.wav"
+
+
+def _binary(d):
+    (d / "bin.txt").write_bytes(bytes(range(256)) * 8)
+    return d / "bin.txt"
+
+
+def _below_file(d, name):
+    (d / "file").write_text("x")
+    return d / "file" / name
+
+
+from asr import evaluate as _evaluate, lm as _lm, prepare as _prepare, transcribe as _transcribe  # noqa: E402
+
+COMMAND_CASES = [
+    ("evaluate --report below a regular file: refused before the evaluation",
+     lambda d, m: (_evaluate.main, ["--model", m, "--manifest", _manifest(d), "--report", _below_file(d, "r.json")]),
+     2, "file is a regular file, not a folder"),
+    ("evaluate a manifest with a UTF-8 byte-order mark",
+     lambda d, m: (_evaluate.main, ["--model", m, "--manifest", _manifest(d, encoding="utf-8-sig")]), 0, None),
+    ("evaluate references with characters outside the vocabulary: counted, and an empty reference named",
+     lambda d, m: (_evaluate.main, ["--model", m, "--manifest", _euro_manifest(d)]), 0,
+     "characters outside the vocabulary were dropped: '€' x2, '#' x1"),
+    ("lm build on a binary file", lambda d, m: (_lm.main, ["build", _binary(d), d / "o.arpa"]), 2, "not UTF-8"),
+    ("lm build into a path below a regular file",
+     lambda d, m: (_lm.main, ["build", _manifest(d), _below_file(d, "o.arpa")]), 2, "not a folder"),
+    ("prepare kaldi with a Latin-1 text", lambda d, m: (_prepare.main, ["kaldi", _kaldi_latin1(d), d / "o.jsonl"]),
+     2, "kd/text:1: not UTF-8 (byte 0xe9)"),
+    ("transcribe with a Latin-1 lexicon",
+     lambda d, m: (_transcribe.main, [_wav(d / "a.wav"), "--model", m, "--decoder", "beam", "--lexicon",
+                                      _binary(d)]), 2, "not UTF-8"),
+    ("transcribe --output-dir below a regular file",
+     lambda d, m: (_transcribe.main, [_wav(d / "a.wav"), "--model", m, "--output-dir", _below_file(d, "out")]),
+     2, "not a folder"),
+    ("transcribe a WAV whose header promises more than the file holds",
+     lambda d, m: (_transcribe.main, [_truncated(d), "--model", m]), 0, "truncated WAV file"),
+]
+
+
+@pytest.mark.parametrize("name,build,status,phrase", COMMAND_CASES, ids=[c[0] for c in COMMAND_CASES])
+def test_hostile_inputs_to_every_command(name, build, status, phrase, ckpt, tmp_path, capsys):
+    main, argv = build(tmp_path, ckpt)
+    rc = run_cli(main, [str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert rc == status, err
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    if status:
+        assert len(lines) == 1 and lines[0].startswith("error: ") and phrase in lines[0], lines
+    elif phrase:
+        assert any(line.startswith("warning: ") and phrase in line for line in lines), lines
+        assert all(line.startswith("warning: ") for line in lines), lines
+        assert out.strip()  # and the work was done
+
+
+def test_named_pipes_and_process_substitution_are_read_as_streams(ckpt, tmp_path, capsys):
+    import os
+    import threading
+
+    good = _wav(tmp_path / "a.wav")
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(good.read_bytes()))
+    writer.start()
+    rc = run_cli(main, [str(fifo), str(good), "--model", str(ckpt), "--format", "tsv"])
+    writer.join()
+    out, err = capsys.readouterr()
+    assert rc == 0 and "error" not in err, err
+    rows = [line.split("\t") for line in out.splitlines() if "\t" in line]
+    # the same audio, through the pipe and from the file, gives the same transcript
+    by_name = {r[0]: r[-1] for r in rows}
+    assert by_name[str(fifo)] == by_name[str(good)], rows

@@ -330,6 +330,38 @@ def test_extract_refuses_members_outside_the_folder(tmp_path):
         extract(tmp_path / "junk.tar", tmp_path / "out2")
 
 
+def _tar(path, *members):
+    with tarfile.open(path, "w") as t:
+        for info in members:
+            t.addfile(info, io.BytesIO(b"ok") if info.isfile() else None)
+    return path
+
+
+def _member(name, kind=tarfile.REGTYPE, linkname=""):
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, linkname
+    info.size = 2 if kind == tarfile.REGTYPE else 0
+    return info
+
+
+def test_extract_resolves_links_as_tar_does_and_refuses_special_files(tmp_path):
+    # A hard link's target is relative to the archive root: "a/b/data.txt" -> a/b/data.txt
+    # (inside), while "../../x" from a member two folders deep escapes only if read as root-relative.
+    ok = _tar(tmp_path / "ok.tar", _member("a/b/data.txt"), _member("a/b/hard", tarfile.LNKTYPE, "a/b/data.txt"),
+              _member("a/b/soft", tarfile.SYMTYPE, "data.txt"))
+    extract(ok, tmp_path / "ok")
+    assert (tmp_path / "ok" / "a" / "b" / "hard").read_text() == "ok"
+    assert (tmp_path / "ok" / "a" / "b" / "soft").read_text() == "ok"
+    # Root-relative "../outside.txt" leaves the folder, though from a/b/ it would not.
+    escape = _tar(tmp_path / "escape.tar", _member("a/b/c.txt"), _member("a/b/hard", tarfile.LNKTYPE, "../outside"))
+    with pytest.raises(DownloadError, match="'a/b/hard' would be written outside"):
+        extract(escape, tmp_path / "escape")
+    for kind in (tarfile.FIFOTYPE, tarfile.CHRTYPE):
+        special = _tar(tmp_path / f"special{kind}.tar", _member("dev/thing", kind))
+        with pytest.raises(DownloadError, match="'dev/thing' is a device or pipe"):
+            extract(special, tmp_path / f"special{kind}")
+
+
 def test_download_librispeech_verifies_unpacks_and_prepares(tmp_path, monkeypatch):
     _write_librispeech(tmp_path / "src")
     archive = tmp_path / "archives" / "dev-clean.tar.gz"

@@ -14,7 +14,7 @@ def test_default_vocabulary_is_blank_space_apostrophe_and_letters():
 
 @pytest.mark.parametrize("text, expected", [
     ("Hello,   World!", "hello world"),
-    ("  It’s 3 o'clock—fine… ", "it's o'clock fine"),
+    ("  It’s 3 o'clock—fine… ", "it's three o'clock fine"),
     ("Café  NAÏVE", "cafe naive"),
     ("well-known/semi_colon;x", "well known semi colon x"),
     ("#$%@", ""),
@@ -65,3 +65,24 @@ def test_vocabulary_is_saved_in_the_checkpoint():
     state = tiny_recognizer(vocab=vocab).describe()
     assert state["vocab"] == " abcxyz'"
     assert Recognizer.from_checkpoint(state).vocab == vocab
+
+
+def test_numbers_in_digits_are_spelled_out_when_the_vocabulary_has_no_digits():
+    v = Vocabulary()
+    assert v.normalize("call 911 now") == "call nine hundred and eleven now"
+    assert v.normalize("DIGIT 1, 3.5 and 1,000") == "digit one three point five and one thousand"
+    assert Vocabulary(" abc0123456789").normalize("a 12 b") == "a 12 b"  # digits in the vocabulary stay
+
+
+def test_characters_outside_the_vocabulary_are_counted_not_lost_silently():
+    from collections import Counter
+
+    from asr.text import describe_dropped
+
+    v = Vocabulary()
+    dropped = Counter()
+    assert v.normalize("café costs €5 #1 — ok", dropped) == "cafe costs five one ok"
+    assert dropped == Counter({"€": 1, "#": 1})  # accents folded and dashes split: not dropped
+    assert v.dropped_characters(["a € b", "€€ ¤"]) == Counter({"€": 3, "¤": 1})
+    assert describe_dropped(Counter({"€": 3, "¤": 1})) == \
+        "4 characters outside the vocabulary were dropped: '€' x3, '¤' x1"

@@ -267,3 +267,96 @@ def test_cli_trains_on_several_comma_separated_manifests(tones, tmp_path):
     assert "train: 20 utterances" in (tmp_path / "run" / "train.log").read_text()  # 16 + 4, as one set
     epochs = [r for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").open()) if r["kind"] == "epoch"]
     assert epochs[-1]["step"] == 10  # batches of 2
+
+
+W = "model.classifier.weight"
+
+
+def test_a_used_exp_dir_is_refused_unless_resumed_or_overwritten(tones, tmp_path):
+    train(tiny_config(*tones, tmp_path, epochs=1))
+    first = load_checkpoint(tmp_path / "best.pt")
+    with pytest.raises(UserError, match="already holds a run .*resume=true.*overwrite=true"):
+        train(tiny_config(*tones, tmp_path, epochs=1))
+    assert torch.equal(load_checkpoint(tmp_path / "best.pt")["state_dict"][W],
+                       first["state_dict"][W])  # the refused run touched nothing
+    train(tiny_config(*tones, tmp_path, epochs=1, seed=7, overwrite=True))
+    [aside] = tmp_path.glob("replaced-*")
+    old = load_checkpoint(aside / "best.pt")  # the first run, moved aside whole
+    assert torch.equal(old["state_dict"][W], first["state_dict"][W])
+    assert (aside / "metrics.jsonl").is_file() and (aside / "config.yaml").is_file()
+    assert not torch.equal(load_checkpoint(tmp_path / "best.pt")["state_dict"][W],
+                           first["state_dict"][W])
+    epochs = [r for r in map(json.loads, (tmp_path / "metrics.jsonl").open()) if r["kind"] == "epoch"]
+    assert len(epochs) == 1  # a fresh metrics.jsonl, not appended to the old one
+    assert "overwrite=true: the earlier run" in (tmp_path / "train.log").read_text()
+
+
+def test_resume_refuses_a_checkpoint_that_does_not_fit_naming_the_keys(tones, tmp_path):
+    train(tiny_config(*tones, tmp_path, epochs=1))
+    config_before = (tmp_path / "config.yaml").read_text()
+    cfg = tiny_config(*tones, tmp_path, epochs=2, resume=True)
+    cfg.model = ModelConfig(hidden_size=24, num_layers=1, dropout=0.0)
+    cfg.optim = OptimConfig(lr=1e-2, warmup_steps=1)
+    with pytest.raises(UserError, match=r"model.hidden_size=16 there, 24 now.*optim.lr=0.003 there, 0.01 now.*"
+                                        r"cannot change when resuming"):
+        train(cfg)
+    assert (tmp_path / "config.yaml").read_text() == config_before  # still describes the run there
+    result = train(tiny_config(*tones, tmp_path, epochs=2, resume=True))  # more epochs may be asked for
+    assert result["step"] == 8 and yaml.safe_load((tmp_path / "config.yaml").read_text())["epochs"] == 2
+
+
+def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tones, tmp_path, monkeypatch):
+    import errno
+
+    from asr.utils import WriteError
+    train(tiny_config(*tones, tmp_path, epochs=1))
+    before = load_checkpoint(tmp_path / "last.pt")
+
+    real_fsync = os.fsync
+
+    def full(fd):  # the disk fills up when the first checkpoint is written
+        if ".last.pt." in os.readlink(f"/proc/self/fd/{fd}") or ".step-" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(WriteError, match=r"\.pt: could not write it .No space left on device.; the previous file"):
+        train(tiny_config(*tones, tmp_path, epochs=2, resume=True, checkpoint_every=0))
+    monkeypatch.undo()
+    after = load_checkpoint(tmp_path / "last.pt")  # intact (checksum verified) and unchanged
+    assert after["progress"] == before["progress"]
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_cli_refuses_a_second_run_on_a_busy_exp_dir_and_bad_values_before_work(tones, tmp_path):
+    train_m, dev_m = tones
+    run = tmp_path / "run"
+    first = asr_train(cli_overrides(train_m, dev_m, run, "epochs=50", "deterministic=false"))
+    try:
+        wait_for(first, lambda: (run / "metrics.jsonl").exists())
+        second = asr_train(cli_overrides(train_m, dev_m, run, "resume=true"))
+        out, err = second.communicate(timeout=60)
+        assert second.returncode == 2 and "Traceback" not in err
+        assert err.strip() == f"error: exp_dir={run} is in use by another training run (PID {first.pid}); " \
+                              "wait for it to end, or give this run its own exp_dir=..."
+    finally:
+        first.kill()
+        first.communicate()
+    for bad, message in ((["epochs=-1"], "epochs=-1; expected a positive number"),
+                         (["+model.hiden_size=32"], "unknown configuration key model.hiden_size (did you mean "
+                                                    "model.hidden_size?)")):
+        proc = asr_train(cli_overrides(train_m, dev_m, tmp_path / "bad", *bad))
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 2 and err.count("\n") == 1 and message in err, err
+        assert not (tmp_path / "bad" / "config.yaml").exists()
+
+
+def test_cli_sweep_gives_each_job_its_own_exp_dir(tones, tmp_path):
+    train_m, dev_m = tones
+    proc = asr_train(["-m", *cli_overrides(train_m, dev_m, tmp_path / "sweep", "model.hidden_size=16,24",
+                                           "max_steps=1", "deterministic=false")])
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err[-2000:]
+    jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir())
+    assert len(jobs) == 2 and all("model.hidden_size=" in p.name for p in jobs)
+    sizes = sorted(yaml.safe_load((p / "config.yaml").read_text())["model"]["hidden_size"] for p in jobs)
+    assert sizes == [16, 24] and all((p / "best.pt").is_file() for p in jobs)

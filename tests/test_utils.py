@@ -1,0 +1,91 @@
+"""Shared helpers: atomic writes that keep the previous file, UTF-8 text reading, early
+output checks, one-line errors and warnings from run_cli."""
+
+import errno
+import os
+import warnings
+
+import pytest
+
+from asr.utils import UserError, WriteError, atomic_open, check_writable, run_cli, text_lines
+
+
+def test_atomic_open_replaces_only_on_success_and_leaves_no_temporary_file(tmp_path):
+    path = tmp_path / "out.txt"
+    path.write_text("old")
+    with atomic_open(path) as f:
+        f.write("new")
+        assert path.read_text() == "old"  # readers see the old file until the rename
+    assert path.read_text() == "new"
+    with pytest.raises(RuntimeError):
+        with atomic_open(path) as f:
+            f.write("half")
+            raise RuntimeError("crash")
+    assert path.read_text() == "new" and os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_a_full_disk_is_a_write_error_naming_the_file_and_keeps_the_previous_one(tmp_path, monkeypatch):
+    path = tmp_path / "report.json"
+    path.write_text("previous")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(WriteError) as info:
+        with atomic_open(path) as f:
+            f.write("x" * 1000)
+    assert isinstance(info.value, OSError) and isinstance(info.value, UserError)
+    assert str(info.value).startswith(f"{path}: could not write it (No space left on device); the previous file")
+    assert path.read_text() == "previous" and os.listdir(tmp_path) == ["report.json"]
+
+
+def test_writing_below_a_regular_file_is_a_write_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(WriteError, match="cannot write here"):
+        with atomic_open(tmp_path / "file" / "out.txt") as f:
+            f.write("x")
+
+
+def test_check_writable_refuses_early(tmp_path):
+    (tmp_path / "file").write_text("x")
+    check_writable(tmp_path / "new" / "deeper" / "out.json")  # folders to be made: fine
+    with pytest.raises(UserError, match="is a regular file, not a folder"):
+        check_writable(tmp_path / "file" / "out.json", "--report")
+    with pytest.raises(UserError, match="is a folder; name a file"):
+        check_writable(tmp_path)
+    if os.geteuid() != 0:  # root may write anywhere
+        (tmp_path / "ro").mkdir(mode=0o500)
+        with pytest.raises(UserError, match="not writable"):
+            check_writable(tmp_path / "ro" / "out.json")
+
+
+def test_text_lines_drops_a_byte_order_mark_and_names_the_line_of_bad_bytes(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_bytes("\ufeffhello\nworld\n".encode())
+    assert text_lines(path) == ["hello", "world"]
+    path.write_bytes("one\ntwo\ncaf\xe9\n".encode("latin-1"))
+    with pytest.raises(UserError, match=r"t.txt:3: not UTF-8 \(byte 0xe9\); a lexicon must be UTF-8 text: .*iconv"):
+        text_lines(path, "lexicon")
+
+
+def test_run_cli_gives_one_line_for_user_errors_environment_errors_and_warnings(capsys):
+    def user(argv):
+        raise UserError("bad.wav: not audio")
+
+    def disk(argv):
+        raise OSError(errno.ENOSPC, "No space left on device", "/data/out.jsonl")
+
+    def bug(argv):
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    def warns(argv):
+        warnings.warn("a.wav: truncated")
+        return 0
+
+    assert run_cli(user) == 2 and capsys.readouterr().err == "error: bad.wav: not audio\n"
+    assert run_cli(disk) == 2
+    assert capsys.readouterr().err == ("error: /data/out.jsonl: No space left on device; free disk space, "
+                                       "then run again\n")
+    with pytest.raises(OSError):  # a genuine bug keeps its traceback
+        run_cli(bug)
+    assert run_cli(warns) == 0 and capsys.readouterr().err == "warning: a.wav: truncated\n"
