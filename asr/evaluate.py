@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import DataLoader
 
+from asr.audio import AudioError, audio_info
 from asr.data import AudioDataset, Batch, DurationBatchSampler, Utterance, collate, read_manifest
 from asr.decoding import Decoder, GreedyDecoder, add_decoder_arguments, decoder_from_args
 from asr.metrics import ErrorRates, align_words, error_rates
 from asr.recognizer import Recognizer
 from asr.text import Vocabulary, describe_dropped
-from asr.utils import UserError, atomic_open, autocast_dtype, check_writable, resolve_device, run_cli
+from asr.utils import UserError, atomic_open, autocast_dtype, check_writable, resolve_device, run_cli, text_lines
 
 
 def batch_loader(utterances: Sequence[Utterance], recognizer: Recognizer, max_batch_seconds: float = 200.0,
@@ -116,8 +117,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--batch-seconds", type=float, default=200.0,
                    help="audio seconds per batch, padding included (memory only: results do not depend on it)")
+    p.add_argument("--skip-unreadable", action="store_true",
+                   help="score the utterances whose audio can be read and report how many were skipped "
+                        "(default: stop before any work when one cannot be read)")
     add_decoder_arguments(p)
     return p
+
+
+def readable(manifest, utterances: list[Utterance], skip: bool) -> list[Utterance]:
+    """The utterances whose audio header can be read. One that cannot is an error naming
+    ``manifest:line`` (before any work), or with ``skip`` a warning, and is left out."""
+    lines = [i for i, line in enumerate(text_lines(manifest, "manifest"), 1) if line.strip()]
+    kept, bad = [], []
+    for lineno, u in zip(lines, utterances):
+        try:
+            audio_info(u.audio_filepath)
+            kept.append(u)
+        except AudioError as e:
+            bad.append(f"{manifest}:{lineno}: {e}")
+    if bad and not skip:
+        raise UserError(f"{bad[0]} ({len(bad)} of {len(utterances)} utterances unreadable); fix or remove them, "
+                        "or pass --skip-unreadable to score the rest")
+    for message in bad:
+        warnings.warn(f"{message}; skipped", stacklevel=2)
+    return kept
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,7 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     if args.report:
         check_writable(args.report, "--report")  # before the evaluation, not after it
-    utterances = read_manifest(args.manifest)  # cheap: fail before loading the model
+    everything = read_manifest(args.manifest)  # cheap: fail before loading the model
+    utterances = readable(args.manifest, everything, args.skip_unreadable)
+    if not utterances:
+        raise UserError(f"{args.manifest}: no utterance has readable audio; nothing to score")
     recognizer = Recognizer.from_checkpoint(args.model, device)
     _warn_about_references(args.manifest, utterances, recognizer.vocab)
     decoder = decoder_from_args(args, recognizer.vocab)
@@ -135,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         with atomic_open(args.report) as f:
             json.dump(result.report(), f, indent=1, ensure_ascii=False)
-    print(result.rates.summary())
+    skipped = len(everything) - len(utterances)
+    print(result.rates.summary() + (f", {skipped} unreadable skipped" if skipped else ""))
     return 0
 
 

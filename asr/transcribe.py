@@ -30,7 +30,8 @@ from asr.audio import AudioError, find_audio_files, open_audio
 from asr.decoding import Decoder, GreedyDecoder, Hypothesis, add_decoder_arguments, decoder_from_args
 from asr.formats import FORMATS, SINGLE_INPUT, render
 from asr.segment import Chunk, split_chunks
-from asr.utils import UserError, atomic_open, autocast_dtype, check_writable, resolve_device, run_cli
+from asr.utils import (UserError, atomic_open, autocast_dtype, check_writable, escape_controls, resolve_device,
+                       run_cli)
 
 MANIFEST_SUFFIXES = (".json", ".jsonl")
 
@@ -78,16 +79,17 @@ def expand_inputs(items: Sequence[str]) -> list[Input]:
                 out.append(Input(item, item, "", AudioError(
                     f"{item}: directory contains no audio files (looked for *.wav, *.flac, *.ogg, *.opus, "
                     "*.mp3, ... recursively); pass audio files or another directory")))
-            out += [Input(str(f), str(f), str(f.relative_to(p))) for f in files]
+            out += [Input(escape_controls(str(f)), str(f), str(f.relative_to(p))) for f in files]
         elif p.suffix.lower() in MANIFEST_SUFFIXES and p.is_file():
             try:
                 utts = read_manifest(p, check_files=False)
             except UserError as e:
                 out.append(Input(item, item, "", e))
                 continue
-            out += [Input(u.audio_filepath, u.audio_filepath, Path(u.audio_filepath).name) for u in utts]
+            out += [Input(escape_controls(u.audio_filepath), u.audio_filepath, Path(u.audio_filepath).name)
+                    for u in utts]
         else:
-            out.append(Input(item, item, "stdin" if item == "-" else p.name))
+            out.append(Input(escape_controls(item), item, "stdin" if item == "-" else p.name))
     seen: set[str] = set()
     for inp in out:
         stem, suffix = os.path.splitext(inp.rel)
@@ -360,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         nonlocal failures
         failures += 1
         bar.update(1)
-        tqdm.write(f"error: {err}", file=sys.stderr)
+        tqdm.write(f"error: {escape_controls(str(err))}", file=sys.stderr)
 
     by_name = {}
     for inp in inputs:

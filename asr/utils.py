@@ -111,6 +111,12 @@ def text_lines(path: str | os.PathLike, what: str = "file") -> list[str]:
     return text.splitlines()
 
 
+def escape_controls(text: str) -> str:
+    """Newlines, carriage returns and tabs as ``\\n``, ``\\r``, ``\\t``, so a file name that holds
+    them cannot break a line-based output (txt, tsv) or an error line."""
+    return text.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+
+
 def one_line(error: BaseException) -> str:
     """The message of a user error as one line. An error raised in a DataLoader worker
     comes back with the worker's traceback in its message; keep only the original message."""
@@ -134,7 +140,7 @@ def _run(main, argv) -> int:
     try:
         return main(argv) or 0
     except UserError as e:
-        print(f"error: {one_line(e)}", file=sys.stderr)
+        print(f"error: {escape_controls(one_line(e))}", file=sys.stderr)
         return 2
     except OSError as e:
         message = environment_message(e)

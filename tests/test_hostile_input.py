@@ -124,6 +124,17 @@ def _euro_manifest(d):
     return path
 
 
+def _unreadable_manifest(d):
+    import json
+
+    _wav(d / "a.wav")
+    (d / "rand.wav").write_bytes(np.random.default_rng(1).bytes(5000))
+    rows = [{"audio_filepath": f, "duration": 1.0, "text": "hello"} for f in ("a.wav", "rand.wav", "a.wav")]
+    path = d / "some_bad.jsonl"
+    path.write_text("".join(json.dumps({**r, "id": f"u{i}"}) + "\n" for i, r in enumerate(rows)))
+    return path
+
+
 def _kaldi_latin1(d):
     (d / "kd").mkdir()
     (d / "kd" / "wav.scp").write_text(f"u1 {_wav(d / 'a.wav')}\n")
@@ -159,6 +170,12 @@ COMMAND_CASES = [
     ("evaluate references with characters outside the vocabulary: counted, and an empty reference named",
      lambda d, m: (_evaluate.main, ["--model", m, "--manifest", _euro_manifest(d)]), 0,
      "characters outside the vocabulary were dropped: '€' x2, '#' x1"),
+    ("evaluate a manifest with an unreadable audio file: stopped before any work, naming manifest:line",
+     lambda d, m: (_evaluate.main, ["--model", m, "--manifest", _unreadable_manifest(d)]), 2,
+     "some_bad.jsonl:2: "),
+    ("evaluate --skip-unreadable scores the rest and says so",
+     lambda d, m: (_evaluate.main, ["--model", m, "--manifest", _unreadable_manifest(d), "--skip-unreadable"]), 0,
+     "some_bad.jsonl:2: "),
     ("lm build on a binary file", lambda d, m: (_lm.main, ["build", _binary(d), d / "o.arpa"]), 2, "not UTF-8"),
     ("lm build into a path below a regular file",
      lambda d, m: (_lm.main, ["build", _manifest(d), _below_file(d, "o.arpa")]), 2, "not a folder"),
@@ -208,3 +225,14 @@ def test_named_pipes_and_process_substitution_are_read_as_streams(ckpt, tmp_path
     # the same audio, through the pipe and from the file, gives the same transcript
     by_name = {r[0]: r[-1] for r in rows}
     assert by_name[str(fifo)] == by_name[str(good)], rows
+
+
+def test_file_names_with_newlines_and_tabs_do_not_break_lines(ckpt, tmp_path, capsys):
+    a, b = _wav(tmp_path / "new\nline.wav"), _wav(tmp_path / "tab\there.wav")
+    rc = run_cli(main, [str(a), str(b), str(tmp_path / "gone\n.wav"), "--model", str(ckpt), "--format", "tsv"])
+    out, err = capsys.readouterr()
+    assert rc == 1
+    rows = out.splitlines()[1:]
+    assert rows and all(len(r.split("\t")) == 5 for r in rows)  # audio, start, end, confidence, word
+    assert {r.split("\t")[0] for r in rows} <= {str(tmp_path / "new\\nline.wav"), str(tmp_path / "tab\\there.wav")}
+    assert err.splitlines() == [f"error: {tmp_path}/gone\\n.wav: no such file; check the path"]
