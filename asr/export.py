@@ -121,6 +121,17 @@ def export_torchscript(rec: Recognizer, out: str | os.PathLike) -> None:
         torch.jit.save(traced, f, _extra_files={"asr.json": json.dumps(metadata(rec))})
 
 
+def _parse_metadata(text: str, path) -> dict:
+    try:
+        meta = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: the export's asr metadata is not valid JSON ({e}); export the checkpoint "
+                              "again with asr-export") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: the export's asr metadata is not a JSON object; export it again")
+    return meta
+
+
 def _configs(meta: dict, name: str) -> tuple[FeatureConfig, ModelConfig, Vocabulary]:
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{name}: not an asr export (metadata format {meta.get('format')!r}, "
@@ -194,7 +205,7 @@ class OnnxRecognizer(_ExportedRecognizer):
         meta = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         if meta is None:
             raise CheckpointError(f"{path}: ONNX model without asr metadata; export it with asr-export")
-        super().__init__(json.loads(meta), str(path))
+        super().__init__(_parse_metadata(meta, path), str(path))
 
     def _run(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feats, frames = self.features(waves.cpu(), lengths.cpu())  # (batch, frames, n_mels)
@@ -216,7 +227,7 @@ class TorchScriptRecognizer(_ExportedRecognizer):
             raise CheckpointError(f"{path}: not a readable TorchScript model ({str(e).splitlines()[0][:160]})") from None
         if not extra["asr.json"]:
             raise CheckpointError(f"{path}: TorchScript model without asr metadata; export it with asr-export")
-        super().__init__(json.loads(extra["asr.json"]), str(path))
+        super().__init__(_parse_metadata(extra["asr.json"], path), str(path))
         self.features = self.features.to(device)
 
     def _run(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

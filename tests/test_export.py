@@ -81,6 +81,22 @@ def test_onnx_metadata_and_transcribe_cli(model, tmp_path, capsys):
            [json.loads(x)["text"] for x in torch_out.splitlines()]
 
 
+def test_a_broken_metadata_block_is_a_checkpoint_error(model, tmp_path):
+    import onnx
+
+    d, rec, waves = model
+    out = tmp_path / "m.onnx"
+    assert export_main([str(out), "--model", str(d / "m.pt")]) == 0
+    proto = onnx.load(str(out))
+    for value, words in (('{"format": "asr-export/1", "vocab": ', "not valid JSON"), ("[1, 2]", "not a JSON object"),
+                         ('{"format": "asr-export/1", "feature_config": {"bogus": 1}, "model_config": {}, '
+                          '"vocab": "ab"}', "does not match this version")):
+        proto.metadata_props[0].value = value
+        onnx.save(proto, str(tmp_path / "bad.onnx"))
+        with pytest.raises(CheckpointError, match=words):
+            OnnxRecognizer(tmp_path / "bad.onnx")
+
+
 def test_not_an_export_is_a_checkpoint_error(tmp_path):
     (tmp_path / "x.onnx").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="not a readable ONNX model"):
