@@ -1,6 +1,6 @@
 """The Hydra edge: schema registration and the ``asr-train`` entry point.
 
-Library code takes plain dataclasses; only this module knows Hydra. ``conf/config.yaml``
+Library code takes plain dataclasses; only this module knows Hydra. ``asr/conf/config.yaml``
 extends the registered schema ``train_schema``, so every key is type-checked, and a
 config group per component (``model/``, ``features/``, ``optim/``, ``data/``,
 ``experiment/``) selects presets.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from asr.utils import one_line  # noqa: F401  (re-exported)
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = Path(__file__).resolve().parent / "conf"  # shipped inside the package (package data)
 
 
 def _experiment_name() -> str:
@@ -119,7 +119,7 @@ def _job_exp_dir(cfg) -> None:
 
 
 def hydra_main(task, schema) -> None:
-    """Compose the config from ``conf/`` and the command line, convert it to ``schema``
+    """Compose the config from ``asr/conf/`` and the command line, convert it to ``schema``
     (a dataclass) and call ``task`` with it. A user error ends in one line and exit 2."""
     import hydra
 
@@ -142,6 +142,5 @@ def hydra_main(task, schema) -> None:
             sys.exit(2)
 
     run.__module__ = "asr.train"
-    config_dir = CONF_DIR if CONF_DIR.is_dir() else None
-    hydra.main(config_path=str(config_dir) if config_dir else None, config_name="config",
+    hydra.main(config_path=str(CONF_DIR), config_name="config",
                version_base="1.3")(run)()

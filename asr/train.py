@@ -575,7 +575,7 @@ def _run(cfg: TrainConfig) -> None:
 
 
 def cli() -> None:
-    """``asr-train``: Hydra composes ``conf/`` with the command line, then calls :func:`train`."""
+    """``asr-train``: Hydra composes ``asr/conf/`` with the command line, then calls :func:`train`."""
     from asr.config import hydra_main
 
     hydra_main(_run, TrainConfig)

@@ -46,7 +46,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--manifest", default=str(REPO / "exp/demo/data/train.jsonl"))
     p.add_argument("--batches", type=int, default=6, help="batches per repetition")
     p.add_argument("--repeats", type=int, default=5, help="interleaved repetitions per side")
-    p.add_argument("--max-batch-seconds", type=float, default=100.0, help="as conf/experiment/demo.yaml")
+    p.add_argument("--max-batch-seconds", type=float, default=100.0, help="as asr/conf/experiment/demo.yaml")
     p.add_argument("--hidden", type=int, default=192)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--n-mels", type=int, default=64)

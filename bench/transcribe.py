@@ -1,5 +1,5 @@
 """Real-time factor of asr-transcribe on the CPU: greedy and beam decoding, the demo model
-and a recipe-sized model (conf/model/blstm.yaml: 3 x 320 BiLSTM, 80 mels; weights do not
+and a recipe-sized model (asr/conf/model/blstm.yaml: 3 x 320 BiLSTM, 80 mels; weights do not
 change the speed of greedy decoding, so an untrained one is used when no trained one is
 given), on 1 and 2 threads.
 
@@ -49,7 +49,7 @@ def run(args: list[str]) -> float:
 def main_bench() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--demo", default="exp/demo/best.pt")
-    p.add_argument("--recipe", help="a recipe checkpoint (default: untrained conf/model/blstm.yaml)")
+    p.add_argument("--recipe", help="a recipe checkpoint (default: untrained asr/conf/model/blstm.yaml)")
     p.add_argument("--manifest", default="exp/demo/data/test.jsonl")
     p.add_argument("--seconds", type=float, default=120.0)
     p.add_argument("--long-minutes", type=float, default=10.0)

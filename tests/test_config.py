@@ -23,7 +23,7 @@ def _options(group: str) -> list[str]:
 
 
 def load(overrides: list[str]) -> TrainConfig:
-    """Compose ``conf/`` with ``overrides`` as ``asr-train`` does and convert it to dataclasses."""
+    """Compose ``asr/conf/`` with ``overrides`` as ``asr-train`` does and convert it to dataclasses."""
     register_configs(TrainConfig)
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         HydraConfig.instance().set_config(compose("config", overrides=overrides, return_hydra_config=True))
