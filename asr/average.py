@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from asr.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
-from asr.utils import UserError, run_cli
+from asr.utils import HelpFormatter, UserError, run_cli
 
 MODEL_KEYS = ("feature_config", "model_config", "vocab")
 
@@ -60,7 +60,8 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="asr-average", description="Average the weights of several checkpoints.")
+    p = argparse.ArgumentParser(formatter_class=HelpFormatter,
+        prog="asr-average", description="Average the weights of several checkpoints.")
     p.add_argument("checkpoints", nargs="*", help="checkpoints to average (or use --exp-dir/--last)")
     p.add_argument("--exp-dir", help="a training run's folder: average its last --last epoch checkpoints")
     p.add_argument("--last", type=int, default=5, help="how many of the newest epochs to average (default 5)")

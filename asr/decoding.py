@@ -53,6 +53,53 @@ class GreedyDecoder:
         return out
 
 
+@dataclass(frozen=True)
+class DecodingOptions:
+    """How to decode, checked once: ``decoder`` ``"greedy"`` or ``"beam"``; the rest are
+    the beam search's (:class:`asr.beam.BeamSearchDecoder`): an n-gram ``lm`` (KenLM ARPA
+    or binary), a ``lexicon``, ``beam_size``, ``beam_threshold``, ``lm_weight`` (alpha),
+    ``word_score`` (beta), ``beam_size_token`` and ``nbest``. ``build(vocab)`` makes the
+    decoder; the command-line flags (:func:`add_decoder_arguments`) map onto these fields."""
+
+    decoder: str = "greedy"
+    lm: str | None = None
+    lexicon: str | None = None
+    beam_size: int = 50
+    beam_threshold: float = 15.0
+    lm_weight: float = 0.5
+    word_score: float = 0.0
+    beam_size_token: int = 8
+    nbest: int = 1
+
+    def __post_init__(self) -> None:
+        from asr.utils import UserError
+
+        if self.decoder not in ("greedy", "beam"):
+            raise UserError(f"decoder {self.decoder!r}: expected 'greedy' or 'beam'")
+        if self.decoder == "greedy":
+            for flag in ("lm", "lexicon"):
+                if getattr(self, flag):
+                    raise UserError(f"--{flag} needs --decoder beam (greedy decoding uses no {flag})")
+        if self.beam_size < 1 or self.nbest < 1:
+            raise UserError("--beam-size and --nbest must be at least 1")
+        if self.beam_size_token < 0:
+            raise UserError("--beam-size-token must be 0 (all tokens) or more")
+
+    @classmethod
+    def from_args(cls, args) -> "DecodingOptions":
+        """From the parsed flags of :func:`add_decoder_arguments`."""
+        return cls(**{f: getattr(args, f) for f in cls.__dataclass_fields__ if hasattr(args, f)})
+
+    def build(self, vocab: Vocabulary) -> "Decoder":
+        if self.decoder == "greedy":
+            return GreedyDecoder(vocab)
+        from asr.beam import BeamSearchDecoder
+
+        return BeamSearchDecoder(vocab, lm=self.lm, lexicon=self.lexicon, beam_size=self.beam_size,
+                                 beam_threshold=self.beam_threshold, lm_weight=self.lm_weight,
+                                 word_score=self.word_score, nbest=self.nbest, beam_size_token=self.beam_size_token)
+
+
 def add_decoder_arguments(parser) -> None:
     """The decoding flags shared by ``asr-transcribe``, ``asr-evaluate`` and ``asr-lm tune``."""
     g = parser.add_argument_group("decoding")
@@ -72,18 +119,4 @@ def add_decoder_arguments(parser) -> None:
 
 def decoder_from_args(args, vocab: Vocabulary) -> Decoder:
     """Build the decoder the flags of :func:`add_decoder_arguments` ask for."""
-    from asr.utils import UserError
-
-    if args.decoder == "greedy":
-        for flag in ("lm", "lexicon"):
-            if getattr(args, flag):
-                raise UserError(f"--{flag} needs --decoder beam (greedy decoding uses no {flag})")
-        return GreedyDecoder(vocab)
-    if args.beam_size < 1 or args.nbest < 1:
-        raise UserError("--beam-size and --nbest must be at least 1")
-    from asr.beam import BeamSearchDecoder
-
-    return BeamSearchDecoder(vocab, lm=args.lm, lexicon=args.lexicon, beam_size=args.beam_size,
-                             beam_threshold=args.beam_threshold, lm_weight=args.lm_weight,
-                             word_score=args.word_score, nbest=args.nbest,
-                             beam_size_token=args.beam_size_token)
+    return DecodingOptions.from_args(args).build(vocab)

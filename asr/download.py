@@ -21,7 +21,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from asr.utils import UserError, atomic_open, run_cli
+from asr.utils import HelpFormatter, UserError, atomic_open, run_cli
 
 CHUNK = 1 << 20
 
@@ -178,7 +178,8 @@ def extract(archive: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m asr.download", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(formatter_class=HelpFormatter,
+        prog="python -m asr.download", description=__doc__.splitlines()[0])
     p.add_argument("url")
     p.add_argument("dest", help="file to write")
     p.add_argument("--sha256")

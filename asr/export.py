@@ -31,7 +31,7 @@ from asr.features import FeatureConfig, LogMel
 from asr.model import BiRNNCTC, ModelConfig
 from asr.recognizer import Recognizer, Timing
 from asr.text import Vocabulary
-from asr.utils import UserError, atomic_open, run_cli
+from asr.utils import HelpFormatter, UserError, atomic_open, run_cli
 
 FORMAT = "asr-export/1"
 METADATA_KEY = "asr"
@@ -235,7 +235,8 @@ class TorchScriptRecognizer(_ExportedRecognizer):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="asr-export", description="Export a checkpoint to ONNX or TorchScript.")
+    p = argparse.ArgumentParser(formatter_class=HelpFormatter,
+        prog="asr-export", description="Export a checkpoint to ONNX or TorchScript.")
     p.add_argument("out", help="output file (e.g. model.onnx or model.ts)")
     p.add_argument("--model", required=True, help="checkpoint written by asr-train (e.g. exp/demo/best.pt)")
     p.add_argument("--format", choices=EXPORT_FORMATS,

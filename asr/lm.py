@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from asr.text import DEFAULT_CHARS, Vocabulary
-from asr.utils import UserError, atomic_open, check_writable, run_cli, text_lines
+from asr.utils import HelpFormatter, UserError, atomic_open, check_writable, run_cli, text_lines
 
 BOS, EOS, UNK, SIL = "<s>", "</s>", "<unk>", "|"
 #: Discounts for counts 1, 2, 3+ when the count-of-counts give none (tiny corpora); KenLM's fallback.
@@ -274,9 +274,10 @@ def _floats(text: str) -> list[float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="asr-lm", description="Build and tune n-gram language models.")
+    p = argparse.ArgumentParser(formatter_class=HelpFormatter,
+        prog="asr-lm", description="Build and tune n-gram language models.")
     sub = p.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build", help="estimate a modified Kneser-Ney ARPA model",
+    b = sub.add_parser("build", formatter_class=HelpFormatter, help="estimate a modified Kneser-Ney ARPA model",
                        description="Estimate an interpolated modified Kneser-Ney n-gram model (ARPA).")
     b.add_argument("text", help="text file (a sentence a line) or JSON-lines manifest")
     b.add_argument("out", help="ARPA file to write")
@@ -284,7 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--unit", choices=("word", "char"), default="word",
                    help="word (default; decode with a lexicon) or char (lexicon-free decoding)")
     b.add_argument("--chars", default=DEFAULT_CHARS, help="vocabulary characters used to normalise the text")
-    t = sub.add_parser("tune", help="grid/random search of LM weight and word score on a dev set",
+    t = sub.add_parser("tune", formatter_class=HelpFormatter,
+                       help="grid/random search of LM weight and word score on a dev set",
                        description="Search LM weight and word score on a dev manifest; the acoustic model "
                                    "runs once.")
     t.add_argument("--model", required=True, help="checkpoint written by asr-train")
@@ -348,7 +350,7 @@ def _main_tune(args) -> int:
     from asr.beam import BeamSearchDecoder
     from asr.data import read_manifest
     from asr.decoding import GreedyDecoder
-    from asr.evaluate import batch_loader, iter_outputs
+    from asr.evaluation import batch_loader, iter_outputs
     from asr.metrics import error_rates
     from asr.recognizer import Recognizer
     from asr.utils import resolve_device

@@ -33,7 +33,7 @@ import soundfile as sf
 from asr.audio import audio_info, load_audio
 from asr.data import Utterance, read_manifest, write_manifest
 from asr.text import Vocabulary
-from asr.utils import UserError, atomic_open, run_cli, text_lines
+from asr.utils import HelpFormatter, UserError, atomic_open, run_cli, text_lines
 
 log = logging.getLogger(__name__)
 
@@ -424,34 +424,37 @@ def download_speechocean762(dest_dir: str | os.PathLike, url: str = SPEECHOCEAN7
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="asr-prepare", description="Prepare corpora as JSON-lines manifests.")
+    p = argparse.ArgumentParser(formatter_class=HelpFormatter,
+        prog="asr-prepare", description="Prepare corpora as JSON-lines manifests.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    k = sub.add_parser("kaldi", help="a Kaldi data directory (wav.scp, text, utt2spk) to one manifest")
+    k = sub.add_parser("kaldi", formatter_class=HelpFormatter,
+                       help="a Kaldi data directory (wav.scp, text, utt2spk) to one manifest")
     k.add_argument("data_dir", help="folder holding wav.scp and text (and utt2spk or spk2utt)")
     k.add_argument("out", help="manifest to write (JSON lines)")
     k.add_argument("--audio-root", help="folder that relative wav.scp paths start from "
                    "(default: found among the data dir, its parent, its grandparent and the working directory)")
     k.add_argument("--workers", type=int, default=4, help="threads measuring durations")
 
-    s = sub.add_parser("split", help="split a manifest by speaker into train/dev(/test)")
+    s = sub.add_parser("split", formatter_class=HelpFormatter, help="split a manifest by speaker into train/dev(/test)")
     s.add_argument("manifest", help="manifest with a \"speaker\" key per line")
     s.add_argument("--train", required=True, help="training manifest to write")
     s.add_argument("--dev", required=True, help="dev manifest to write (held-out speakers)")
     s.add_argument("--test", help="test manifest to write (other held-out speakers)")
     s.add_argument("--dev-speakers", type=float, default=0.1, help="fraction (<1) or number of dev speakers")
     s.add_argument("--test-speakers", type=float, default=0.1, help="fraction (<1) or number of test speakers")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="seed of the speaker shuffle")
 
-    d = sub.add_parser("digits", help="connected digits from the Free Spoken Digit Dataset")
+    d = sub.add_parser("digits", formatter_class=HelpFormatter,
+                       help="connected digits from the Free Spoken Digit Dataset")
     d.add_argument("corpus_dir", help="FSDD folder (holding recordings/); with --download, where to put it")
     d.add_argument("out_dir", help="folder for wav/ and train/dev/test.jsonl")
     d.add_argument("--dev-speakers", default=",".join(FSDD_DEV_SPEAKERS), help="comma-separated")
     d.add_argument("--test-speakers", default=",".join(FSDD_TEST_SPEAKERS), help="comma-separated")
-    d.add_argument("--n-train", type=int, default=2000)
-    d.add_argument("--n-dev", type=int, default=300)
-    d.add_argument("--n-test", type=int, default=500)
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--n-train", type=int, default=2000, help="connected-digit training utterances to build")
+    d.add_argument("--n-dev", type=int, default=300, help="dev utterances to build")
+    d.add_argument("--n-test", type=int, default=500, help="test utterances to build")
+    d.add_argument("--seed", type=int, default=0, help="seed of the digit strings, pauses and gains")
     d.add_argument("--trim-prob", type=float, default=0.0, metavar="P",
                    help="cut this share of the training digits tight at 15-30 dB below their peak, as an "
                         "aggressive endpointer would (dev and test are never cut; default 0)")
@@ -460,18 +463,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "(extra training speakers)")
     d.add_argument("--download", action="store_true", help="download FSDD v1.0.10 into corpus_dir first")
 
-    dl = sub.add_parser("download", help="download and verify a public corpus")
-    dl.add_argument("corpus", choices=["fsdd", "speechocean762", "librispeech"])
+    dl = sub.add_parser("download", formatter_class=HelpFormatter, help="download and verify a public corpus")
+    dl.add_argument("corpus", choices=["fsdd", "speechocean762", "librispeech"], help="which corpus")
     dl.add_argument("dest_dir", help="folder to download and unpack into")
     dl.add_argument("--subsets", default="train-clean-100,dev-clean,test-clean",
                     help="LibriSpeech subsets, comma-separated")
 
-    ls = sub.add_parser("librispeech", help="LibriSpeech subsets to manifests")
+    ls = sub.add_parser("librispeech", formatter_class=HelpFormatter, help="LibriSpeech subsets to manifests")
     ls.add_argument("corpus_dir", help="the LibriSpeech folder (holding train-clean-100/, dev-clean/, ...)")
     ls.add_argument("out_dir", help="folder for <subset>.jsonl and train/dev/test.jsonl")
     ls.add_argument("--train-subsets", default="train-clean-100", help="comma-separated training subsets")
-    ls.add_argument("--dev-subset", default="dev-clean")
-    ls.add_argument("--test-subset", default="test-clean")
+    ls.add_argument("--dev-subset", default="dev-clean", help="subset used as dev")
+    ls.add_argument("--test-subset", default="test-clean", help="subset used as test")
     ls.add_argument("--extra-subsets", default="", help="more subsets to write <subset>.jsonl for (comma-separated)")
     return p
 

@@ -39,7 +39,7 @@ from asr.checkpoint import (epoch_path, link_or_copy, list_checkpoints, load_lat
                             prune_checkpoints, save_checkpoint)
 from asr.data import (AudioDataset, Batch, DataConfig, DurationBatchSampler, collate, drop_unalignable, read_manifest,
                       read_manifests)
-from asr.evaluate import evaluate
+from asr.evaluation import evaluate
 from asr.features import FeatureConfig, encoder_steps
 from asr.metrics import ErrorRates, error_rates
 from asr.model import ModelConfig

@@ -11,8 +11,10 @@ recordings' lengths.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+import warnings
 
 # oneDNN (the CPU LSTM kernels) caches a compiled primitive per input shape, 1024 by
 # default; chunks of a long recording come in many lengths, so the cache grew by about
@@ -30,8 +32,8 @@ from asr.audio import AudioError, find_audio_files, open_audio
 from asr.decoding import Decoder, GreedyDecoder, Hypothesis, add_decoder_arguments, decoder_from_args
 from asr.formats import FORMATS, SINGLE_INPUT, render
 from asr.segment import Chunk, split_chunks
-from asr.utils import (UserError, atomic_open, autocast_dtype, check_writable, escape_controls, resolve_device,
-                       run_cli)
+from asr.utils import (HelpFormatter, UserError, atomic_open, autocast_dtype, check_writable, escape_controls,
+                       resolve_device, run_cli)
 
 MANIFEST_SUFFIXES = (".json", ".jsonl")
 
@@ -62,6 +64,7 @@ class Input:
     path: str
     rel: str
     error: UserError | None = None
+    wave: torch.Tensor | None = None  # audio already in memory: (samples,) at the recogniser's rate
 
 
 def expand_inputs(items: Sequence[str]) -> list[Input]:
@@ -185,7 +188,8 @@ class _Pending:
 
 def transcribe_files(recognizer, paths: Iterable[str | Input], decoder: Decoder | None = None,
                      device: torch.device | str = "cpu", on_error: Callable[[str, UserError], None] | None = None,
-                     chunk_seconds: float = 20.0, overlap_seconds: float = 1.0, max_batch_seconds: float = 120.0,
+                     chunk_seconds: float = 20.0, overlap_seconds: float | None = None,
+                     max_batch_seconds: float = 120.0,
                      precision: str = "auto", plot_seconds: float = 0.0,
                      cut_pause: float | None = 0.3) -> Iterator[Transcript]:
     """Transcribe audio inputs of any length; yield a :class:`Transcript` per usable input, in order.
@@ -204,7 +208,8 @@ def transcribe_files(recognizer, paths: Iterable[str | Input], decoder: Decoder 
         place in the order; without it the error is raised.
     chunk_seconds, overlap_seconds
         Longest piece decoded at once, and the overlap of pieces cut where there is no pause
-        (:func:`asr.segment.split_chunks`).
+        (:func:`asr.segment.split_chunks`; default :func:`overlap_for`, which fits any
+        ``chunk_seconds``).
     cut_pause : float or None
         Every pause of at least this many seconds ends a piece (None: only where
         ``chunk_seconds`` forces a cut).
@@ -216,6 +221,9 @@ def transcribe_files(recognizer, paths: Iterable[str | Input], decoder: Decoder 
     device = torch.device(device)
     decoder = decoder or GreedyDecoder(recognizer.vocab)
     rate = recognizer.sample_rate
+    overlap_seconds = overlap_for(chunk_seconds) if overlap_seconds is None else overlap_seconds
+    if not 0 <= overlap_seconds < chunk_seconds / 2:  # checked before any work, not at the first long input
+        raise ValueError(f"overlap_seconds={overlap_seconds} must be below half of chunk_seconds={chunk_seconds}")
     queue: deque[_Pending] = deque()
     waiting: list[tuple[_Pending, Chunk]] = []
     waiting_samples = 0
@@ -254,11 +262,9 @@ def transcribe_files(recognizer, paths: Iterable[str | Input], decoder: Decoder 
         queue.append(pending)
         if pending.error is None:
             try:
-                with open_audio(item.path) as audio:
-                    pending.duration = audio.duration
+                with _audio_blocks(item, min(chunk_seconds, 60.0), rate) as (pending.duration, blocks):
                     count = 0
-                    blocks = _keep_head(audio.blocks(min(chunk_seconds, 60.0), rate), pending.head,
-                                        int(plot_seconds * rate))
+                    blocks = _keep_head(blocks, pending.head, int(plot_seconds * rate))
                     for chunk in split_chunks(blocks, rate, chunk_seconds, overlap_seconds, cut_pause=cut_pause):
                         waiting.append((pending, chunk))
                         waiting_samples += len(chunk.wave)
@@ -277,6 +283,17 @@ def transcribe_files(recognizer, paths: Iterable[str | Input], decoder: Decoder 
     yield from finished()
 
 
+@contextlib.contextmanager
+def _audio_blocks(item: Input, seconds: float, rate: int) -> Iterator[tuple[float, Iterator[torch.Tensor]]]:
+    """``(duration, blocks of about seconds)`` of an input: its file streamed, or its wave."""
+    if item.wave is not None:
+        yield len(item.wave) / rate, iter([item.wave[i:i + int(seconds * rate)]
+                                           for i in range(0, len(item.wave), int(seconds * rate))])
+        return
+    with open_audio(item.path) as audio:
+        yield audio.duration, audio.blocks(seconds, rate)
+
+
 def _keep_head(blocks: Iterator[torch.Tensor], head: list[torch.Tensor], samples: int) -> Iterator[torch.Tensor]:
     """Pass ``blocks`` through, appending the first ``samples`` of audio to ``head``."""
     for block in blocks:
@@ -284,6 +301,12 @@ def _keep_head(blocks: Iterator[torch.Tensor], head: list[torch.Tensor], samples
             head.append(block[:samples].clone())
             samples -= len(head[-1])
         yield block
+
+
+def overlap_for(chunk_seconds: float) -> float:
+    """The overlap of pieces cut where there is no pause: 1 s, less for short pieces (a
+    quarter of them), so every ``chunk_seconds`` of at least 1 s works."""
+    return min(1.0, chunk_seconds / 4)
 
 
 def _stitch(pending: _Pending) -> Transcript:
@@ -295,6 +318,10 @@ def _stitch(pending: _Pending) -> Transcript:
     else:
         text = " ".join(w.word for w in words)
         nbest = [Hypothesis(text, score=sum(p[1][0].score for p in parts))]
+        if any(len(p[1]) > 1 for p in parts):
+            warnings.warn(f"{pending.item.name}: transcribed in {len(parts)} pieces, so one hypothesis is given, "
+                          "not an n-best list (n-best lists of pieces do not combine into one of the recording; "
+                          "raise --chunk-seconds, or set --cut-pause 0, to decode it whole)", stacklevel=2)
     posts = [p[3] for p in parts if p[3] is not None and len(p[3])]
     posteriors = torch.cat(posts) if posts else None
     head = torch.cat(pending.head) if pending.head else None
@@ -303,7 +330,8 @@ def _stitch(pending: _Pending) -> Transcript:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="asr-transcribe", description="Transcribe audio files, directories and manifests with a checkpoint.")
+        formatter_class=HelpFormatter, prog="asr-transcribe",
+        description="Transcribe audio files, directories and manifests with a checkpoint.")
     p.add_argument("audio", nargs="+",
                    help="audio files (WAV, FLAC, Ogg/Opus, MP3; any rate and channels), directories (searched "
                         "recursively), JSON-lines manifests (.json/.jsonl), or - for stdin")
@@ -318,14 +346,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write one PNG per input here: waveform, log-mel, CTC posteriors and the words")
     p.add_argument("--plot-seconds", type=float, default=120.0, help="seconds plotted from each input's start")
     p.add_argument("--chunk-seconds", type=float, default=20.0,
-                   help="longest piece decoded at once; longer audio is cut at pauses (default 20)")
+                   help="longest piece decoded at once, at least 1; longer audio is cut at pauses, or with "
+                        "an overlap of min(1 s, a quarter of it) where there is none (default 20)")
     p.add_argument("--cut-pause", type=float, default=0.3,
                    help="also cut at every pause of at least this many seconds, so pieces are phrases like the "
                         "training utterances (default 0.3; 0: cut only where --chunk-seconds forces it)")
     p.add_argument("--batch-seconds", type=float, default=120.0,
                    help="audio seconds per batch, padding included (default 120; memory only: results do not "
                         "depend on it)")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                   help="auto (default): bf16/fp16 on CUDA, fp32 on the CPU")
     p.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
                    help="progress bar on stderr; auto: for more than 3 inputs when stderr is a terminal")
     add_decoder_arguments(p)

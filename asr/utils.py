@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
 import os
@@ -126,6 +127,18 @@ def one_line(error: BaseException) -> str:
         prefix = f"{type(error).__module__}.{type(error).__qualname__}: "
         text = last[len(prefix):] if last.startswith(prefix) else last
     return " ".join(text.split("\n"))
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """``--help`` shows every option's default (unless its help text already says it)."""
+
+    def _get_help_string(self, action) -> str:
+        text = action.help or ""
+        if (action.option_strings and "default" not in text and not action.required
+                and action.default is not None and action.default is not False
+                and action.default != argparse.SUPPRESS):
+            text += " (default: %(default)s)"
+        return text
 
 
 def run_cli(main, argv=None) -> int:

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from asr.beam import BeamSearchDecoder  # noqa: E402
 from asr.data import read_manifest  # noqa: E402
 from asr.decoding import GreedyDecoder  # noqa: E402
-from asr.evaluate import batch_loader, iter_outputs  # noqa: E402
+from asr.evaluation import batch_loader, iter_outputs  # noqa: E402
 from asr.lm import arpa_unigrams, build_arpa  # noqa: E402
 from asr.metrics import error_rates  # noqa: E402
 from asr.recognizer import Recognizer  # noqa: E402

@@ -67,7 +67,7 @@ def test_train_evaluate_transcribe(digits_corpus, tmp_path):
     assert epochs[-1]["train_loss"] < epochs[0]["train_loss"] / 3
 
     report = tmp_path / "report.json"
-    ev = subprocess.run([sys.executable, "-m", "asr.evaluate", "--model", str(exp / "best.pt"), "--manifest",
+    ev = subprocess.run([sys.executable, "-m", "asr.evaluation", "--model", str(exp / "best.pt"), "--manifest",
                          str(digits_corpus / "test.jsonl"), "--report", str(report), "--device", "cpu"],
                         capture_output=True, text=True, timeout=300)
     assert ev.returncode == 0, ev.stderr

@@ -10,7 +10,7 @@ import torch
 from asr.checkpoint import save_checkpoint
 from asr.data import read_manifest
 from asr.decoding import Hypothesis
-from asr.evaluate import batch_loader, evaluate, iter_outputs, main
+from asr.evaluation import batch_loader, evaluate, iter_outputs, main
 from asr.features import encoder_steps
 from asr.metrics import error_rates
 from asr.utils import run_cli
@@ -134,7 +134,7 @@ def test_cli_user_errors_are_one_line_and_exit_2(corpus, checkpoint, args, messa
 
 
 def test_cli_bad_manifest_path_in_a_real_process(checkpoint, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "asr.evaluate", "--model", str(checkpoint),
+    proc = subprocess.run([sys.executable, "-m", "asr.evaluation", "--model", str(checkpoint),
                            "--manifest", str(tmp_path / "nope.jsonl")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "nope.jsonl: manifest not found" in proc.stderr

@@ -159,7 +159,7 @@ def _below_file(d, name):
     return d / "file" / name
 
 
-from asr import evaluate as _evaluate, lm as _lm, prepare as _prepare, transcribe as _transcribe  # noqa: E402
+from asr import evaluation as _evaluate, lm as _lm, prepare as _prepare, transcribe as _transcribe  # noqa: E402
 
 COMMAND_CASES = [
     ("evaluate --report below a regular file: refused before the evaluation",
@@ -187,6 +187,13 @@ COMMAND_CASES = [
     ("transcribe --output-dir below a regular file",
      lambda d, m: (_transcribe.main, [_wav(d / "a.wav"), "--model", m, "--output-dir", _below_file(d, "out")]),
      2, "not a folder"),
+    ("transcribe --chunk-seconds 1.5: the overlap fits the pieces",
+     lambda d, m: (_transcribe.main, [_wav(d / "long.wav", 5.0), "--model", m, "--chunk-seconds", "1.5",
+                                      "--cut-pause", "0"]), 0, None),
+    ("transcribe --nbest 3 of a recording decoded in pieces: one hypothesis, and why",
+     lambda d, m: (_transcribe.main, [_wav(d / "long.wav", 5.0), "--model", m, "--chunk-seconds", "2",
+                                      "--cut-pause", "0", "--decoder", "beam", "--nbest", "3"]), 0,
+     "transcribed in 3 pieces, so one hypothesis is given"),
     ("transcribe a WAV whose header promises more than the file holds",
      lambda d, m: (_transcribe.main, [_truncated(d), "--model", m]), 0, "truncated WAV file"),
 ]
@@ -205,6 +212,8 @@ def test_hostile_inputs_to_every_command(name, build, status, phrase, ckpt, tmp_
     elif phrase:
         assert any(line.startswith("warning: ") and phrase in line for line in lines), lines
         assert all(line.startswith("warning: ") for line in lines), lines
+    else:
+        assert not lines, lines
         assert out.strip()  # and the work was done
 
 

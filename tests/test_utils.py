@@ -89,3 +89,33 @@ def test_run_cli_gives_one_line_for_user_errors_environment_errors_and_warnings(
     with pytest.raises(OSError):  # a genuine bug keeps its traceback
         run_cli(bug)
     assert run_cli(warns) == 0 and capsys.readouterr().err == "warning: a.wav: truncated\n"
+
+
+def _parsers():
+    import argparse
+    import importlib
+
+    for name in ("transcribe", "evaluation", "lm", "prepare", "export", "average"):
+        parser = importlib.import_module(f"asr.{name}").build_parser()
+        yield name, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                yield from ((f"{name} {sub}", p) for sub, p in action.choices.items())
+
+
+def test_every_option_of_every_command_has_help_that_shows_its_default(monkeypatch):
+    import argparse
+
+    monkeypatch.setenv("COLUMNS", "10000")  # no line wrapping inside a default
+
+    for name, parser in _parsers():
+        text = " ".join(parser.format_help().split())
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            assert action.help, (name, action.option_strings or action.dest)
+            if action.option_strings and action.default is not None and action.default is not False \
+                    and not action.required:
+                shown = " ".join(str(action.default).split())
+                assert "default" in action.help or f"(default: {shown})" in text, \
+                    (name, action.option_strings)

@@ -18,7 +18,8 @@ from asr.decoding import Decoder, GreedyDecoder, add_decoder_arguments, decoder_
 from asr.metrics import ErrorRates, align_words, error_rates
 from asr.recognizer import Recognizer
 from asr.text import Vocabulary, describe_dropped
-from asr.utils import UserError, atomic_open, autocast_dtype, check_writable, resolve_device, run_cli, text_lines
+from asr.utils import (HelpFormatter, UserError, atomic_open, autocast_dtype, check_writable, resolve_device,
+                       run_cli, text_lines)
 
 
 def batch_loader(utterances: Sequence[Utterance], recognizer: Recognizer, max_batch_seconds: float = 200.0,
@@ -110,7 +111,8 @@ def _warn_about_references(manifest, utterances: list[Utterance], vocab: Vocabul
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="asr-evaluate", description="WER/CER of a checkpoint on a manifest.")
+    p = argparse.ArgumentParser(formatter_class=HelpFormatter,
+        prog="asr-evaluate", description="WER/CER of a checkpoint on a manifest.")
     p.add_argument("--model", required=True, help="checkpoint written by asr-train (e.g. exp/demo/best.pt)")
     p.add_argument("--manifest", required=True, help="JSON-lines manifest with reference texts")
     p.add_argument("--report", help="write per-utterance hypotheses and aligned errors to this JSON file")
