@@ -80,7 +80,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an asr checkpoint (expected format {FORMAT!r}); "
                               "pass a file written by asr-train")
-    if "checksum" in state and checksum({k: v for k, v in state.items() if k != "checksum"}) != state["checksum"]:
+    if "checksum" not in state:
+        raise CheckpointError(f"{path}: checkpoint has no checksum, so its integrity cannot be checked; "
+                              "use a file written by asr-train")
+    if checksum({k: v for k, v in state.items() if k != "checksum"}) != state["checksum"]:
         raise CheckpointError(f"{path}: corrupt checkpoint (checksum mismatch: the file changed after it was "
                               "written); use another one (last.pt, best.pt or a periodic checkpoint)")
     missing = [k for k in REQUIRED if k not in state]

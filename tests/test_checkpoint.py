@@ -114,3 +114,33 @@ def test_link_or_copy_replaces_atomically(tmp_path):
     assert load_checkpoint(tmp_path / "b.pt")["progress"]["step"] == 1
     os.unlink(tmp_path / "a.pt")  # the copy stands on its own
     assert load_checkpoint(tmp_path / "b.pt")["progress"]["step"] == 1
+
+
+def test_a_checkpoint_without_its_checksum_is_refused(tmp_path):
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, model_state())
+    state = torch.load(path, weights_only=True)
+    del state["checksum"]
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match="no checksum"):
+        load_checkpoint(path)
+
+
+class _Payload:
+    """Unpickling this runs code: it touches a marker file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_checkpoint_whose_pickle_carries_code_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "evil.pt"
+    state = model_state()
+    torch.save({**state, "format": "asr-checkpoint/1", "extra": _Payload(marker)}, path)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+    assert not marker.exists()  # weights_only=True refused the object instead of building it
