@@ -65,7 +65,7 @@ def align_words(log_probs: torch.Tensor, tokens: list[int], vocab: Vocabulary, f
         return _even_words(tokens, vocab, emissions.shape[0] * frame_shift, offset)
     path, scores = AF.forced_align(emissions[None], targets, blank=vocab.blank)
     spans = AF.merge_tokens(path[0], scores[0].exp())
-    space = vocab._index.get(" ")
+    space = vocab.id(" ") if " " in vocab else None
     words, current = [], []
     for span in spans + [None]:
         if span is None or span.token == space:

@@ -56,10 +56,10 @@ def _spell(chars, vocab: Vocabulary) -> list[int] | None:
     upper-case LM and lexicon spell with a lowercase vocabulary), or None if one is missing."""
     ids = []
     for c in chars:
-        c = c if c in vocab._index else vocab.normalize(c)
-        if c == " " or c not in vocab._index:
+        c = c if c in vocab else vocab.normalize(c)
+        if c == " " or c not in vocab:
             return None
-        ids.append(vocab._index[c])
+        ids.append(vocab.id(c))
     return ids or None
 
 
@@ -216,10 +216,10 @@ class BeamSearchDecoder:
                  lexicon: str | os.PathLike | None = None, beam_size: int = 50, beam_threshold: float = 15.0,
                  lm_weight: float = 0.5, word_score: float = 0.0, nbest: int = 1, num_threads: int = 0,
                  beam_size_token: int = 8):
-        if " " not in vocab._index:
+        if " " not in vocab:
             raise UserError(f"beam search needs a space in the vocabulary to separate words; "
                             f"this model's is {''.join(vocab.tokens)!r}")
-        if SIL in vocab._index:
+        if SIL in vocab:
             raise UserError(f"the vocabulary contains {SIL!r}, which the beam decoder uses for the space")
         if beam_size < 1 or nbest < 1:
             raise UserError("--beam-size and --nbest must be at least 1")

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from asr.audio import AudioError, audio_info
 from asr.data import AudioDataset, Batch, DurationBatchSampler, Utterance, collate, read_manifest
 from asr.decoding import Decoder, GreedyDecoder, add_decoder_arguments, decoder_from_args
-from asr.metrics import ErrorRates, align_words, error_rates
+from asr.metrics import ErrorRates, error_rates, word_edits
 from asr.recognizer import Recognizer
 from asr.text import Vocabulary, describe_dropped
 from asr.utils import (HelpFormatter, UserError, atomic_open, autocast_dtype, check_writable, resolve_device,
@@ -67,7 +67,7 @@ class Evaluation:
         per-utterance reference, hypothesis and aligned errors."""
         utts = []
         for uid, ref, hyp in zip(self.ids, self.references, self.hypotheses):
-            ops = align_words(ref, hyp)
+            ops = word_edits(ref, hyp)
             errors = [o for o in ops if o["op"] != "equal"]
             counts = {k: sum(o["op"] == k for o in ops) for k in ("substitute", "delete", "insert")}
             utts.append({"id": uid, "reference": ref, "hypothesis": hyp, "substitutions": counts["substitute"],

@@ -50,7 +50,7 @@ def error_rates(references: Sequence[str], hypotheses: Sequence[str]) -> ErrorRa
     )
 
 
-def align_words(reference: str, hypothesis: str) -> list[dict]:
+def word_edits(reference: str, hypothesis: str) -> list[dict]:
     """Word alignment as a list of ``{"op": "equal"|"substitute"|"delete"|"insert",
     "ref": str, "hyp": str}``, one entry per aligned word."""
     out = jiwer.process_words(_nonempty([reference])[0], _nonempty([hypothesis])[0])

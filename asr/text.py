@@ -52,6 +52,13 @@ class Vocabulary:
     def __len__(self) -> int:
         return len(self.tokens) + 1
 
+    def __contains__(self, token: str) -> bool:
+        return token in self._index
+
+    def id(self, token: str) -> int:
+        """The id of one token (``KeyError`` when the vocabulary lacks it)."""
+        return self._index[token]
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Vocabulary) and other.tokens == self.tokens
 

@@ -26,10 +26,10 @@ def spell(text: str, confusions: dict[int, tuple[str, float]] | None = None, fra
     for i, ch in enumerate(text):
         for _ in range(frames):
             row = torch.full((len(VOCAB),), -12.0)
-            row[VOCAB.encode(ch) if ch != " " else [VOCAB._index[" "]]] = 0.0
+            row[VOCAB.encode(ch) if ch != " " else [VOCAB.id(" ")]] = 0.0
             if confusions and i in confusions:
                 rival, margin = confusions[i]
-                row[VOCAB._index[rival]] = -margin
+                row[VOCAB.id(rival)] = -margin
             row[VOCAB.blank] = -3.0
             rows.append(row)
         blank = torch.full((len(VOCAB),), -12.0)

@@ -1,6 +1,6 @@
 import pytest
 
-from asr.metrics import ErrorRates, align_words, error_rates
+from asr.metrics import ErrorRates, error_rates, word_edits
 
 
 def test_word_and_character_error_rates_on_a_hand_computed_example():
@@ -40,17 +40,17 @@ def test_summary_line_format():
 
 
 def test_align_words_ops():
-    assert align_words("the cat sat down", "the bat sat down now") == [
+    assert word_edits("the cat sat down", "the bat sat down now") == [
         {"op": "equal", "ref": "the", "hyp": "the"},
         {"op": "substitute", "ref": "cat", "hyp": "bat"},
         {"op": "equal", "ref": "sat", "hyp": "sat"},
         {"op": "equal", "ref": "down", "hyp": "down"},
         {"op": "insert", "ref": "", "hyp": "now"},
     ]
-    assert align_words("a b c", "a c") == [{"op": "equal", "ref": "a", "hyp": "a"},
+    assert word_edits("a b c", "a c") == [{"op": "equal", "ref": "a", "hyp": "a"},
                                            {"op": "delete", "ref": "b", "hyp": ""},
                                            {"op": "equal", "ref": "c", "hyp": "c"}]
-    assert align_words("", "x y") == [{"op": "insert", "ref": "", "hyp": "x"},
+    assert word_edits("", "x y") == [{"op": "insert", "ref": "", "hyp": "x"},
                                       {"op": "insert", "ref": "", "hyp": "y"}]
-    assert align_words("x", "") == [{"op": "delete", "ref": "x", "hyp": ""}]
-    assert align_words("", "") == []
+    assert word_edits("x", "") == [{"op": "delete", "ref": "x", "hyp": ""}]
+    assert word_edits("", "") == []

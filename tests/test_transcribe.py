@@ -53,7 +53,7 @@ class BurstRecognizer:
         logits = torch.full((len(x), total, len(self.vocab)), -8.0)
         logits[..., 0] = 0.0
         logits[..., self.vocab.encode("a")[0]] = torch.where(loud, 8.0, -8.0)
-        logits[..., self.vocab._index[" "]] = torch.where(space, 8.0, -8.0)
+        logits[..., self.vocab.id(" ")] = torch.where(space, 8.0, -8.0)
         return logits.log_softmax(-1), steps
 
 
@@ -84,7 +84,7 @@ class NoSpaceRecognizer(BurstRecognizer):
 
     def __call__(self, waves, lengths):
         log_probs, steps = super().__call__(waves, lengths)
-        log_probs[..., self.vocab._index[" "]] = -30.0
+        log_probs[..., self.vocab.id(" ")] = -30.0
         return log_probs, steps
 
 
@@ -111,7 +111,7 @@ def test_align_words_spans_and_confidence():
     lp[:, 0] = 0.0
     for frame, ch in [(3, "h"), (4, "i"), (10, " "), (20, "y"), (21, "o"), (22, "u")]:
         lp[frame] = -20.0
-        lp[frame, vocab._index[ch]] = np.log(0.6)
+        lp[frame, vocab.id(ch)] = np.log(0.6)
         lp[frame, 0] = np.log(0.4)
     words = align_words(lp, vocab.encode("hi you"), vocab, frame_shift=0.03, offset=10.0)
     assert [w.word for w in words] == ["hi", "you"]
