@@ -17,7 +17,7 @@ from asr.data import AudioDataset, Batch, DurationBatchSampler, Utterance, colla
 from asr.decoding import Decoder, GreedyDecoder, add_decoder_arguments, decoder_from_args
 from asr.metrics import ErrorRates, error_rates, word_edits
 from asr.recognizer import Recognizer
-from asr.text import Vocabulary, describe_dropped
+from asr.text import DEFAULT_CHARS, Vocabulary, describe_dropped
 from asr.utils import (HelpFormatter, UserError, atomic_open, autocast_dtype, check_writable, resolve_device,
                        run_cli, text_lines)
 
@@ -113,12 +113,17 @@ def _warn_about_references(manifest, utterances: list[Utterance], vocab: Vocabul
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(formatter_class=HelpFormatter,
         prog="asr-evaluate", description="WER/CER of a checkpoint on a manifest.")
-    p.add_argument("--model", required=True, help="checkpoint written by asr-train (e.g. exp/demo/best.pt)")
+    p.add_argument("--model", help="checkpoint written by asr-train (e.g. exp/demo/best.pt)")
     p.add_argument("--manifest", required=True, help="JSON-lines manifest with reference texts")
     p.add_argument("--report", help="write per-utterance hypotheses and aligned errors to this JSON file")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--batch-seconds", type=float, default=200.0,
                    help="audio seconds per batch, padding included (memory only: results do not depend on it)")
+    p.add_argument("--hyp-key", metavar="KEY",
+                   help="score the hypotheses already in the manifest under KEY (e.g. pred_text from "
+                        "asr-transcribe --output-manifest) against its text; no model, no audio")
+    p.add_argument("--chars", default=DEFAULT_CHARS,
+                   help="with --hyp-key: the vocabulary both texts are normalised with (the model's)")
     p.add_argument("--skip-unreadable", action="store_true",
                    help="score the utterances whose audio can be read and report how many were skipped "
                         "(default: stop before any work when one cannot be read)")
@@ -152,6 +157,39 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     if args.report:
         check_writable(args.report, "--report")  # before the evaluation, not after it
+    if args.hyp_key:
+        result = score_hypotheses(args.manifest, args.hyp_key, Vocabulary(args.chars))
+        everything = utterances = result.ids
+    elif not args.model:
+        raise UserError("--model is needed (or --hyp-key KEY to score hypotheses already in the manifest)")
+    else:
+        everything, utterances, result = _evaluate_model(args, device)
+    if args.report:
+        with atomic_open(args.report) as f:
+            json.dump(result.report(), f, indent=1, ensure_ascii=False)
+    skipped = len(everything) - len(utterances)
+    print(result.rates.summary() + (f", {skipped} unreadable skipped" if skipped else ""))
+    return 0
+
+
+def score_hypotheses(manifest, key: str, vocab: Vocabulary) -> Evaluation:
+    """WER/CER of hypotheses already in a manifest (``key``, e.g. ``pred_text`` as
+    ``asr-transcribe --output-manifest`` writes) against its ``text``, both normalised
+    with ``vocab``; no model, no audio."""
+    utterances = read_manifest(manifest, check_files=False)
+    lines = [i for i, line in enumerate(text_lines(manifest, "manifest"), 1) if line.strip()]
+    missing = [n for n, u in zip(lines, utterances) if not isinstance(u.extra.get(key), str)]
+    if missing:
+        raise UserError(f"{manifest}:{missing[0]}: no {key!r} text ({len(missing)} lines lack it); write the "
+                        f"hypotheses with asr-transcribe --output-manifest, or name the key with --hyp-key")
+    _warn_about_references(manifest, utterances, vocab)
+    refs = [vocab.normalize(u.text) for u in utterances]
+    hyps = [vocab.normalize(u.extra[key]) for u in utterances]
+    return Evaluation([u.id for u in utterances], refs, hyps, float("nan"), error_rates(refs, hyps),
+                      [u.extra.get("speaker") for u in utterances])
+
+
+def _evaluate_model(args, device) -> tuple[list[Utterance], list[Utterance], Evaluation]:
     everything = read_manifest(args.manifest)  # cheap: fail before loading the model
     utterances = readable(args.manifest, everything, args.skip_unreadable)
     if not utterances:
@@ -160,12 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     _warn_about_references(args.manifest, utterances, recognizer.vocab)
     decoder = decoder_from_args(args, recognizer.vocab)
     result = evaluate(recognizer, utterances, decoder, device=device, max_batch_seconds=args.batch_seconds)
-    if args.report:
-        with atomic_open(args.report) as f:
-            json.dump(result.report(), f, indent=1, ensure_ascii=False)
-    skipped = len(everything) - len(utterances)
-    print(result.rates.summary() + (f", {skipped} unreadable skipped" if skipped else ""))
-    return 0
+    return everything, utterances, result
 
 
 def cli() -> None:

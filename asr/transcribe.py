@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 import warnings
@@ -33,7 +34,7 @@ from asr.decoding import Decoder, GreedyDecoder, Hypothesis, add_decoder_argumen
 from asr.formats import FORMATS, SINGLE_INPUT, render
 from asr.segment import Chunk, split_chunks
 from asr.utils import (HelpFormatter, UserError, atomic_open, autocast_dtype, check_writable, escape_controls,
-                       resolve_device, run_cli)
+                       resolve_device, run_cli, text_lines)
 
 MANIFEST_SUFFIXES = (".json", ".jsonl")
 
@@ -65,6 +66,7 @@ class Input:
     rel: str
     error: UserError | None = None
     wave: torch.Tensor | None = None  # audio already in memory: (samples,) at the recogniser's rate
+    row: dict | None = None  # the manifest line it came from, all keys kept (--output-manifest)
 
 
 def expand_inputs(items: Sequence[str]) -> list[Input]:
@@ -86,11 +88,12 @@ def expand_inputs(items: Sequence[str]) -> list[Input]:
         elif p.suffix.lower() in MANIFEST_SUFFIXES and p.is_file():
             try:
                 utts = read_manifest(p, check_files=False)
+                rows = [json.loads(line) for line in text_lines(p, "manifest") if line.strip()]
             except UserError as e:
                 out.append(Input(item, item, "", e))
                 continue
-            out += [Input(escape_controls(u.audio_filepath), u.audio_filepath, Path(u.audio_filepath).name)
-                    for u in utts]
+            out += [Input(escape_controls(u.audio_filepath), u.audio_filepath, Path(u.audio_filepath).name, row=row)
+                    for u, row in zip(utts, rows)]
         else:
             out.append(Input(escape_controls(item), item, "stdin" if item == "-" else p.name))
     seen: set[str] = set()
@@ -342,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="txt: one transcript a line (path<TAB>text for several inputs); json: one object a line "
                         "with words, start, end, confidence; srt/vtt: subtitles; tsv: one word a line")
     p.add_argument("--output-dir", help="write one file per input here (NAME.FORMAT) instead of printing")
+    p.add_argument("--output-manifest", metavar="OUT.jsonl",
+                   help="also write a JSON-lines manifest: each input's manifest row with every key kept and "
+                        "pred_text added (NeMo's convention; score it with asr-evaluate --hyp-key pred_text)")
     p.add_argument("--plot", metavar="DIR",
                    help="write one PNG per input here: waveform, log-mel, CTC posteriors and the words")
     p.add_argument("--plot-seconds", type=float, default=120.0, help="seconds plotted from each input's start")
@@ -378,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
                         "--output-dir DIR (one file per input)")
     if args.output_dir:
         check_writable(Path(args.output_dir) / "x", "--output-dir")
+    if args.output_manifest:
+        check_writable(args.output_manifest, "--output-manifest")
     device = resolve_device(args.device)
     recognizer = load_recognizer(args.model, device)
     decoder = decoder_from_args(args, recognizer.vocab)
@@ -388,9 +396,12 @@ def main(argv: list[str] | None = None) -> int:
     bar = tqdm(total=len(inputs), unit="file", file=sys.stderr, disable=not show, dynamic_ncols=True)
     failures = 0
 
+    outcomes: list[Transcript | UserError] = []  # one per input, in order (for --output-manifest)
+
     def on_error(name: str, err: UserError) -> None:
         nonlocal failures
         failures += 1
+        outcomes.append(err)
         bar.update(1)
         tqdm.write(f"error: {escape_controls(str(err))}", file=sys.stderr)
 
@@ -401,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     for t in transcribe_files(recognizer, inputs, decoder, device, on_error, args.chunk_seconds,
                               max_batch_seconds=args.batch_seconds, precision=args.precision,
                               plot_seconds=args.plot_seconds if args.plot else 0.0, cut_pause=args.cut_pause or None):
+        outcomes.append(t)
         rel = by_name[t.audio].rel
         if args.output_dir:
             out = Path(args.output_dir) / Path(rel).with_suffix(f".{args.format}")
@@ -419,7 +431,25 @@ def main(argv: list[str] | None = None) -> int:
         first = False
         bar.update(1)
     bar.close()
+    if args.output_manifest:
+        write_output_manifest(args.output_manifest, inputs, outcomes)
     return 1 if failures else 0
+
+
+def write_output_manifest(path: str | os.PathLike, inputs: Sequence[Input], outcomes: Sequence) -> None:
+    """Every input's manifest row, all keys kept, with ``pred_text`` added (NeMo's
+    ``transcribe_speech.py`` convention); an input that could not be transcribed gets an
+    empty ``pred_text`` and its error in ``pred_error``. Inputs that were files, not
+    manifest lines, get ``audio_filepath`` and ``duration``."""
+    with atomic_open(path) as f:
+        for inp, outcome in zip(inputs, outcomes):
+            row = dict(inp.row) if inp.row is not None else {"audio_filepath": inp.path}
+            if isinstance(outcome, Transcript):
+                row.setdefault("duration", round(outcome.duration, 4))
+                row["pred_text"] = outcome.text
+            else:
+                row["pred_text"], row["pred_error"] = "", str(outcome)
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def _write(path: Path, text: str) -> None:

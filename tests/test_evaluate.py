@@ -139,3 +139,45 @@ def test_cli_bad_manifest_path_in_a_real_process(checkpoint, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "nope.jsonl: manifest not found" in proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_output_manifest_round_trip_gives_the_same_wer_without_the_model(corpus, tiny_checkpoint, tmp_path, capsys):
+    from asr.transcribe import main as transcribe_main
+    from asr.utils import run_cli
+
+    rows = [json.loads(line) for line in corpus.manifest.read_text().splitlines()]
+    manifest = tmp_path / "in.jsonl"  # absolute audio paths, an extra key, and one missing file
+    rows = [{**r, "audio_filepath": str(corpus.root / r["audio_filepath"]), "note": i} for i, r in enumerate(rows)]
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out.jsonl"
+    assert run_cli(transcribe_main, [str(manifest), "--model", str(tiny_checkpoint), "--cut-pause", "0",
+                                     "--output-manifest", str(out)]) == 0
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [{k: v for k, v in w.items() if k != "pred_text"} for w in written] == rows  # every key kept
+    assert all(isinstance(w["pred_text"], str) for w in written)
+    capsys.readouterr()
+    assert run_cli(main, ["--model", str(tiny_checkpoint), "--manifest", str(manifest)]) == 0
+    with_model = capsys.readouterr().out.strip().splitlines()[-1]
+    assert run_cli(main, ["--manifest", str(out), "--hyp-key", "pred_text"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == with_model
+    # a row without the key is named
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(out.read_text() + json.dumps({**rows[0], "id": "new"}) + "\n")
+    assert run_cli(main, ["--manifest", str(bad), "--hyp-key", "pred_text"]) == 2
+    assert f"bad.jsonl:{len(rows) + 1}: no 'pred_text' text" in capsys.readouterr().err
+
+
+def test_output_manifest_marks_inputs_that_failed(corpus, tiny_checkpoint, tmp_path, capsys):
+    from asr.transcribe import main as transcribe_main
+    from asr.utils import run_cli
+
+    manifest = tmp_path / "in.jsonl"
+    good = str(corpus.root / json.loads(corpus.manifest.read_text().splitlines()[0])["audio_filepath"])
+    manifest.write_text(json.dumps({"audio_filepath": good, "duration": 1.0, "text": "a"}) + "\n"
+                        + json.dumps({"audio_filepath": str(tmp_path / "gone.wav"), "duration": 1.0, "text": "b"})
+                        + "\n")
+    out = tmp_path / "out.jsonl"
+    assert run_cli(transcribe_main, [str(manifest), "--model", str(tiny_checkpoint), "--output-manifest",
+                                     str(out)]) == 1
+    first, second = (json.loads(line) for line in out.read_text().splitlines())
+    assert "pred_error" not in first and second["pred_text"] == "" and "no such file" in second["pred_error"]
