@@ -1,14 +1,17 @@
-"""Transcript writers: ``txt``, ``json``, ``srt``, ``vtt`` and ``tsv``.
+"""Transcript writers: ``txt``, ``json``, ``srt``, ``vtt``, ``tsv`` and ``ctm``.
 
 Each writer turns one :class:`asr.transcribe.Transcript` into text. ``txt`` and ``json``
 are one line per input (so several inputs stream to stdout); ``srt``/``vtt`` are subtitle
 cues built from the word timestamps; ``tsv`` is one word a line:
-``start<TAB>end<TAB>confidence<TAB>word`` (seconds), after a header line.
+``start<TAB>end<TAB>confidence<TAB>word`` (seconds), after a header line; ``ctm`` is NIST's
+time-marked conversation format, one word a line: ``recording channel start duration word
+confidence`` (the recording is the file name without its extension, blanks replaced by ``_``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from typing import TYPE_CHECKING
 
 from asr.align import Word
@@ -16,7 +19,7 @@ from asr.align import Word
 if TYPE_CHECKING:
     from asr.transcribe import Transcript
 
-FORMATS = ("txt", "json", "srt", "vtt", "tsv")
+FORMATS = ("txt", "json", "srt", "vtt", "tsv", "ctm")
 #: Formats that hold one input per file (several inputs need ``--output-dir``).
 SINGLE_INPUT = ("srt", "vtt")
 TSV_HEADER = "start\tend\tconfidence\tword"
@@ -79,6 +82,13 @@ def tsv_rows(t: "Transcript", prefix: str = "") -> str:
     return "".join(f"{prefix}{w.start:.3f}\t{w.end:.3f}\t{w.confidence:.4f}\t{w.word}\n" for w in t.words)
 
 
+def to_ctm(t: "Transcript") -> str:
+    name = os.path.splitext(os.path.basename(t.audio))[0] or "stdin"
+    rec = "_".join(name.split()) or "_"
+    return "".join(f"{rec} 1 {w.start:.3f} {max(w.end - w.start, 0.0):.3f} {w.word} {w.confidence:.4f}\n"
+                   for w in t.words)
+
+
 def render(t: "Transcript", fmt: str, several: bool = False, header: bool = True) -> str:
     """The text for one transcript in ``fmt``, ending in a newline (empty for a tsv/srt
     without words). ``several``: txt lines and tsv rows start with ``path<TAB>`` (stdout
@@ -94,4 +104,6 @@ def render(t: "Transcript", fmt: str, several: bool = False, header: bool = True
     if fmt == "tsv":
         head = ("audio\t" if several else "") + TSV_HEADER + "\n" if header else ""
         return head + tsv_rows(t, f"{t.audio}\t" if several else "")
+    if fmt == "ctm":
+        return to_ctm(t)
     raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")

@@ -341,9 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True,
                    help="checkpoint written by asr-train (e.g. exp/demo/best.pt), or a .onnx / .ts file from asr-export")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    p.add_argument("--format", choices=FORMATS, default="txt",
+    p.add_argument("--format", choices=(*FORMATS, "all"), default="txt",
                    help="txt: one transcript a line (path<TAB>text for several inputs); json: one object a line "
-                        "with words, start, end, confidence; srt/vtt: subtitles; tsv: one word a line")
+                        "with words, start, end, confidence; srt/vtt: subtitles; tsv: one word a line; ctm: NIST "
+                        "CTM (word times and confidences); all: every format, into --output-dir (default: txt)")
     p.add_argument("--output-dir", help="write one file per input here (NAME.FORMAT) instead of printing")
     p.add_argument("--output-manifest", metavar="OUT.jsonl",
                    help="also write a JSON-lines manifest: each input's manifest row with every key kept and "
@@ -379,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("- (standard input) given more than once; it can be read only once")
     inputs = expand_inputs(args.audio)
     several = len(args.audio) > 1 or len(inputs) != 1 or inputs[0].path != args.audio[0]
+    if args.format == "all" and not args.output_dir:
+        raise UserError("--format all writes one file per format and input; add --output-dir DIR")
     if args.format in SINGLE_INPUT and several and not args.output_dir:
         raise UserError(f"--format {args.format} holds one input per file; with several inputs add "
                         "--output-dir DIR (one file per input)")
@@ -415,8 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         outcomes.append(t)
         rel = by_name[t.audio].rel
         if args.output_dir:
-            out = Path(args.output_dir) / Path(rel).with_suffix(f".{args.format}")
-            _write(out, render(t, args.format))
+            for fmt in FORMATS if args.format == "all" else [args.format]:
+                _write(Path(args.output_dir) / Path(rel).with_suffix(f".{fmt}"), render(t, fmt))
         else:
             bar.clear()
             sys.stdout.write(render(t, args.format, several, header=first))

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from asr.align import Word
 from asr.decoding import Hypothesis
 from asr.formats import cues, render, to_json
@@ -54,3 +56,19 @@ def test_cues_split_on_length_and_pauses():
     assert [w for g in groups for w in g] == words
     assert all(sum(len(w.word) + 1 for w in g) - 1 <= 42 for g in groups)
     assert len(cues([Word("a", 0, 0.2, 1), Word("b", 2.0, 2.2, 1)])) == 2  # pause > 1 s
+
+
+def test_ctm_is_one_word_a_line_with_start_duration_and_confidence():
+    from asr.formats import to_ctm
+
+    t = _transcript()
+    t.audio = "dir/my talk.wav"
+    lines = render(t, "ctm").splitlines()
+    assert len(lines) == len(t.words)
+    rec, channel, start, duration, word, confidence = lines[0].split(" ")
+    w = t.words[0]
+    assert (rec, channel, word) == ("my_talk", "1", w.word)
+    assert float(start) == pytest.approx(w.start, abs=1e-3) and float(duration) == pytest.approx(w.end - w.start, abs=1e-3)
+    assert float(confidence) == pytest.approx(w.confidence, abs=1e-4)
+    t.words = []
+    assert to_ctm(t) == ""

@@ -155,6 +155,19 @@ def test_directory_manifest_output_dir_and_plot(ckpt, speech, tmp_path, capsys):
     assert not list(out.rglob("*.tmp"))
 
 
+def test_format_all_writes_every_format_for_every_input(ckpt, speech, tmp_path, capsys):
+    from asr.formats import FORMATS
+    from asr.utils import run_cli
+
+    out = tmp_path / "all"
+    assert run_cli(main, [*speech[:2], "--model", str(ckpt), "--format", "all", "--output-dir", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"s{i}.{fmt}" for i in range(2) for fmt in FORMATS)
+    assert run_cli(main, [speech[0], "--model", str(ckpt), "--format", "ctm"]) == 0
+    assert capsys.readouterr().out == (out / "s0.ctm").read_text()  # the same writer, to a file or stdout
+    assert run_cli(main, [speech[0], "--model", str(ckpt), "--format", "all"]) == 2
+    assert "--format all" in capsys.readouterr().err
+
+
 def test_srt_with_several_inputs_needs_output_dir(ckpt, speech, capsys):
     from asr.utils import run_cli
 
