@@ -166,6 +166,18 @@ class AudioFile:
             raise AudioError(f"{self.name}: contains no samples; {_EXPECTED} with at least one sample")
         return _resample(torch.from_numpy(np.ascontiguousarray(data)), self.native_rate, sample_rate)
 
+    def read_range(self, offset: float, duration: float | None, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+        """``duration`` seconds (None: to the end) from ``offset`` seconds, mono, at
+        ``sample_rate``: ``(samples,)`` float32. A range beyond the end is an error."""
+        start = int(round(offset * self.native_rate))
+        stop = self.frames if duration is None else start + int(round(duration * self.native_rate))
+        if offset < 0 or start >= self.frames or stop > self.frames + int(0.01 * self.native_rate):
+            raise AudioError(f"{self.name}: segment {offset:.2f}-{offset + (duration or 0):.2f} s lies outside the "
+                             f"recording ({self.duration:.2f} s); check the segment times")
+        _check_memory(self.name, stop - start, self.channels, self.native_rate, f"a {duration or 0:g} s segment")
+        data = self._read(start, min(stop, self.frames))
+        return _resample(torch.from_numpy(np.ascontiguousarray(data)), self.native_rate, sample_rate)
+
     def blocks(self, seconds: float, sample_rate: int = SAMPLE_RATE) -> Iterator[torch.Tensor]:
         """Stream the input as consecutive mono blocks at ``sample_rate``.
 
@@ -269,8 +281,10 @@ def audio_info(path: str | os.PathLike) -> tuple[float, int]:
         return f.duration, f.native_rate
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
-    """Read an audio file as mono float32 at ``sample_rate``.
+def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, offset: float | None = None,
+               duration: float | None = None) -> torch.Tensor:
+    """Read an audio file (or the ``duration`` seconds from ``offset`` of it: a segment of a
+    longer recording, as Kaldi's ``segments`` name them) as mono float32 at ``sample_rate``.
 
     Parameters
     ----------
@@ -293,7 +307,9 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> torch
         message is one line naming the file.
     """
     with open_audio(path) as f:
-        return f.read_all(sample_rate)
+        if offset is None and duration is None:
+            return f.read_all(sample_rate)
+        return f.read_range(offset or 0.0, duration, sample_rate)
 
 
 def prepare_waveform(data: np.ndarray, native_rate: int, sample_rate: int, name: str = "audio") -> torch.Tensor:

@@ -29,19 +29,24 @@ class ManifestError(UserError):
 @dataclass(frozen=True)
 class Utterance:
     """One manifest record. ``audio_filepath`` is resolved (absolute or relative to the
-    working directory); ``duration`` is in seconds; ``extra`` keeps any other keys."""
+    working directory); ``duration`` is in seconds; ``offset`` (seconds, NeMo's key), when
+    set, makes the utterance the ``duration`` seconds from there of a longer recording;
+    ``extra`` keeps any other keys."""
 
     id: str
     audio_filepath: str
     duration: float
     text: str
     extra: dict = field(default_factory=dict, compare=False)
+    offset: float | None = None
 
     def to_json(self, relative_to: str | os.PathLike | None = None) -> dict:
         path = self.audio_filepath
         if relative_to is not None:
             path = os.path.relpath(path, relative_to)
         record = {"audio_filepath": path, "duration": round(self.duration, 4), "text": self.text}
+        if self.offset is not None:
+            record["offset"] = round(self.offset, 4)
         return {**record, "id": self.id, **self.extra}
 
 
@@ -99,11 +104,16 @@ def read_manifest(path: str | os.PathLike, check_files: bool = True) -> list[Utt
             if check_files and not audio_path.is_file():
                 raise ManifestError(f"{where}: audio file {audio_path} not found; "
                                     "paths are resolved against the manifest's folder")
+            offset = rec.pop("offset", None)
+            if offset is not None and (isinstance(offset, bool) or not isinstance(offset, (int, float))
+                                       or not math.isfinite(offset) or offset < 0):
+                raise ManifestError(f"{where}: offset must be seconds >= 0 into the recording, got {offset!r}")
             uid = str(rec.pop("id") if "id" in rec else rec.pop("utt_id", f"{path.stem}-{lineno}"))
             if uid in seen:
                 raise ManifestError(f"{where}: duplicate id {uid!r}; ids must be unique")
             seen.add(uid)
-            out.append(Utterance(uid, str(audio_path), float(duration), text, rec))
+            out.append(Utterance(uid, str(audio_path), float(duration), text, rec,
+                                 None if offset is None else float(offset)))
     if not out:
         raise ManifestError(f"{path}: manifest has no utterances")
     return out
@@ -189,7 +199,7 @@ class AudioDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, int]:
         i, seed, *batch_seed = key if isinstance(key, tuple) else (key, key)
         u = self.utterances[i]
-        wave = load_audio(u.audio_filepath, self.sample_rate)
+        wave = load_audio(u.audio_filepath, self.sample_rate, u.offset, u.duration if u.offset is not None else None)
         if self.transform is not None:
             batch_rng = np.random.default_rng((batch_seed[0] if batch_seed else seed, 1))
             wave = self.transform(wave, np.random.default_rng(seed), batch_rng)

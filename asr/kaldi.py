@@ -136,10 +136,16 @@ def read_kaldi_dir(data_dir: str | os.PathLike, audio_root: str | os.PathLike | 
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise KaldiError(f"{data_dir}: not a folder; pass a Kaldi data directory (holding wav.scp and text)")
-    if (data_dir / "segments").is_file():
-        raise KaldiError(f"{data_dir / 'segments'}: segmented recordings are not supported; "
-                         "cut the segments into their own audio files first (one utterance per file)")
-    wavs = read_wav_scp(data_dir / "wav.scp")
+    segments = read_segments(data_dir / "segments") if (data_dir / "segments").is_file() else None
+    recordings = read_wav_scp(data_dir / "wav.scp")
+    if segments is None:
+        wavs = recordings
+    else:  # utterance -> the recording's audio; recordings without segments are not utterances
+        unknown = [u for u, (rec, _, _) in segments.items() if rec not in recordings]
+        if unknown:
+            raise KaldiError(f"{data_dir / 'segments'}: {len(unknown)} segment(s) name a recording that wav.scp "
+                             f"lacks (e.g. {unknown[0]!r} in {segments[unknown[0]][0]!r}); fix segments or wav.scp")
+        wavs = {u: recordings[rec] for u, (rec, _, _) in segments.items()}
     text_path = data_dir / "text"
     texts = {k: v for k, (_, v) in _unique(_read_table(text_path), text_path).items()}
     utt2spk = read_utt2spk(data_dir)
@@ -171,11 +177,16 @@ def read_kaldi_dir(data_dir: str | os.PathLike, audio_root: str | os.PathLike | 
     root = _audio_root(data_dir, relative, audio_root) if relative is not None else None
     paths = {k: (Path(wavs[k]) if os.path.isabs(wavs[k]) else root / wavs[k]).resolve() for k in keys}
 
+    known = _read_durations(data_dir / ("reco2dur" if segments is not None else "utt2dur"))
+
     def duration(key: str) -> float:
         p = paths[key]
         if not p.is_file():
             raise KaldiError(f"{data_dir / 'wav.scp'}: audio for {key!r} not found at {p}; "
                              "fix the path or pass --audio-root DIR")
+        name = segments[key][0] if segments is not None else key
+        if name in known:  # utt2dur / reco2dur spare reading every header
+            return known[name]
         try:
             return audio_info(p)[0]
         except AudioError as e:
@@ -183,5 +194,45 @@ def read_kaldi_dir(data_dir: str | os.PathLike, audio_root: str | os.PathLike | 
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         durations = list(pool.map(duration, keys))
-    return [Utterance(k, str(paths[k]), d, normalized[k], {"speaker": utt2spk.get(k, k)})
-            for k, d in zip(keys, durations)]
+    if segments is None:
+        return [Utterance(k, str(paths[k]), d, normalized[k], {"speaker": utt2spk.get(k, k)})
+                for k, d in zip(keys, durations)]
+    out = []
+    for k, total in zip(keys, durations):
+        rec, start, end = segments[k]
+        end = total if end < 0 else end  # Kaldi: an end of -1 means the end of the recording
+        if end > total + 0.01:
+            raise KaldiError(f"{data_dir / 'segments'}: segment {k!r} ends at {end:.2f} s, after its recording "
+                             f"{rec!r} ({total:.2f} s); fix the segment times")
+        out.append(Utterance(k, str(paths[k]), end - start, normalized[k],
+                             {"speaker": utt2spk.get(k, k), "recording": rec}, offset=start))
+    return out
+
+
+def read_segments(path: Path) -> dict[str, tuple[str, float, float]]:
+    """Kaldi ``segments``: ``utterance recording start end`` (seconds; end -1: to the end)."""
+    out = {}
+    for lineno, key, rest in _read_table(path):
+        parts = rest.split()
+        try:
+            rec, start, end = parts[0], float(parts[1]), float(parts[2])
+            if len(parts) != 3 or start < 0 or (end != -1 and end <= start):
+                raise ValueError
+        except (ValueError, IndexError):
+            raise KaldiError(f"{path}:{lineno}: expected 'utterance recording start end' with 0 <= start < end "
+                             f"(seconds; end -1 for the end of the recording), got {key} {rest!r}") from None
+        if key in out:
+            raise KaldiError(f"{path}:{lineno}: utterance {key!r} appears twice; ids must be unique")
+        out[key] = (rec, start, end)
+    return out
+
+
+def _read_durations(path: Path) -> dict[str, float]:
+    """``utt2dur`` / ``reco2dur``: key and seconds a line; empty when the file is absent."""
+    out = {}
+    for lineno, key, rest in _read_table(path, required=False):
+        try:
+            out[key] = float(rest)
+        except ValueError:
+            raise KaldiError(f"{path}:{lineno}: expected a key and its duration in seconds, got {rest!r}") from None
+    return out

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from asr.align import Word, align_words
-from asr.audio import AudioError, find_audio_files, open_audio
+from asr.audio import AudioError, find_audio_files, load_audio, open_audio
 from asr.decoding import Decoder, GreedyDecoder, Hypothesis, add_decoder_arguments, decoder_from_args
 from asr.formats import FORMATS, SINGLE_INPUT, render
 from asr.segment import Chunk, split_chunks
@@ -67,6 +67,7 @@ class Input:
     error: UserError | None = None
     wave: torch.Tensor | None = None  # audio already in memory: (samples,) at the recogniser's rate
     row: dict | None = None  # the manifest line it came from, all keys kept (--output-manifest)
+    segment: tuple[float, float] | None = None  # (offset, duration) in seconds: a piece of a longer recording
 
 
 def expand_inputs(items: Sequence[str]) -> list[Input]:
@@ -92,8 +93,7 @@ def expand_inputs(items: Sequence[str]) -> list[Input]:
             except UserError as e:
                 out.append(Input(item, item, "", e))
                 continue
-            out += [Input(escape_controls(u.audio_filepath), u.audio_filepath, Path(u.audio_filepath).name, row=row)
-                    for u, row in zip(utts, rows)]
+            out += [_manifest_input(u, row) for u, row in zip(utts, rows)]
         else:
             out.append(Input(escape_controls(item), item, "stdin" if item == "-" else p.name))
     seen: set[str] = set()
@@ -286,12 +286,21 @@ def transcribe_files(recognizer, paths: Iterable[str | Input], decoder: Decoder 
     yield from finished()
 
 
+def _manifest_input(u, row: dict) -> Input:
+    if u.offset is None:
+        return Input(escape_controls(u.audio_filepath), u.audio_filepath, Path(u.audio_filepath).name, row=row)
+    name = f"{escape_controls(u.audio_filepath)}:{u.offset:.2f}-{u.offset + u.duration:.2f}"
+    return Input(name, u.audio_filepath, f"{u.id}{Path(u.audio_filepath).suffix}", row=row,
+                 segment=(u.offset, u.duration))
+
+
 @contextlib.contextmanager
 def _audio_blocks(item: Input, seconds: float, rate: int) -> Iterator[tuple[float, Iterator[torch.Tensor]]]:
     """``(duration, blocks of about seconds)`` of an input: its file streamed, or its wave."""
-    if item.wave is not None:
-        yield len(item.wave) / rate, iter([item.wave[i:i + int(seconds * rate)]
-                                           for i in range(0, len(item.wave), int(seconds * rate))])
+    wave = item.wave if item.segment is None else load_audio(item.path, rate, *item.segment)
+    if wave is not None:
+        step = int(seconds * rate)
+        yield len(wave) / rate, iter([wave[i:i + step] for i in range(0, len(wave), step)])
         return
     with open_audio(item.path) as audio:
         yield audio.duration, audio.blocks(seconds, rate)

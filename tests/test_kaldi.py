@@ -77,7 +77,7 @@ def test_pipe_commands_are_refused_and_never_run(corpus, tmp_path, capsys):
     assert not (tmp_path / "x.jsonl").exists()
 
 
-def test_archive_offsets_and_segments_are_refused(corpus):
+def test_archive_offsets_and_segments_of_unknown_recordings_are_refused(corpus):
     scp = corpus / "wav.scp"
     original = scp.read_text()
     scp.write_text(original + "u5 data/raw.ark:1234\n")
@@ -85,8 +85,45 @@ def test_archive_offsets_and_segments_are_refused(corpus):
         read_kaldi_dir(corpus)
     scp.write_text(original)
     (corpus / "segments").write_text("u1 rec1 0.0 1.0\n")
-    with pytest.raises(KaldiError, match="segments"):
+    with pytest.raises(KaldiError, match="segments: 1 segment.*recording that wav.scp lacks"):
         read_kaldi_dir(corpus)
+
+
+def test_segments_make_utterances_of_pieces_of_a_recording(tmp_path):
+    import torch
+
+    from asr.data import AudioDataset
+    from asr.text import Vocabulary
+
+    rate = 8000  # read at 16 kHz: offsets in seconds, not samples
+    t = np.arange(3 * rate) / rate
+    wave = np.concatenate([0.3 * np.sin(2 * np.pi * 300 * t[:rate]), np.zeros(rate),
+                           0.3 * np.sin(2 * np.pi * 600 * t[:rate])]).astype(np.float32)
+    d = tmp_path / "data"
+    d.mkdir()
+    sf.write(tmp_path / "rec.wav", wave, rate)
+    (d / "wav.scp").write_text(f"rec1 {tmp_path / 'rec.wav'}\n")
+    (d / "segments").write_text("a rec1 0.0 1.0\nb rec1 2.0 -1\n")
+    (d / "text").write_text("a low tone\nb high tone\n")
+    (d / "utt2spk").write_text("a s1\nb s1\n")
+    utts = read_kaldi_dir(d)
+    assert [(u.id, u.offset, round(u.duration, 3)) for u in utts] == [("a", 0.0, 1.0), ("b", 2.0, 1.0)]
+    assert utts[0].extra == {"speaker": "s1", "recording": "rec1"}
+    out = tmp_path / "m.jsonl"
+    assert run_cli(main, ["kaldi", str(d), str(out)]) == 0
+    back = read_manifest(out)  # the offset survives the manifest
+    assert [(u.offset, u.duration) for u in back] == [(0.0, 1.0), (2.0, 1.0)]
+    ds = AudioDataset(back, Vocabulary(), 16000)
+    first, second = ds[0][0], ds[1][0]
+    assert len(first) == len(second) == 16000
+    spectrum = lambda w: int(torch.fft.rfft(w).abs().argmax())  # noqa: E731  (1 Hz bins for 1 s)
+    assert abs(spectrum(first) - 300) <= 2 and abs(spectrum(second) - 600) <= 2
+    (d / "segments").write_text("a rec1 0.0 1.0\nb rec1 2.0 3.5\n")
+    with pytest.raises(KaldiError, match="'b' ends at 3.50 s, after its recording"):
+        read_kaldi_dir(d)
+    (d / "segments").write_text("a rec1 1.0 0.5\n")
+    with pytest.raises(KaldiError, match="segments:1: expected 'utterance recording start end'"):
+        read_kaldi_dir(d)
 
 
 def test_missing_audio_names_the_utterance(corpus):

@@ -168,6 +168,25 @@ def test_format_all_writes_every_format_for_every_input(ckpt, speech, tmp_path, 
     assert "--format all" in capsys.readouterr().err
 
 
+def test_a_manifest_of_segments_transcribes_each_piece_as_its_own_file(ckpt, speech, tmp_path, capsys):
+    waves = [sf.read(p, dtype="float32")[0] for p in speech]
+    gap = np.zeros(SR // 2, np.float32)
+    sf.write(tmp_path / "joined.wav", np.concatenate([waves[0], gap, waves[1], gap, waves[2]]), SR)
+    rows, offset = [], 0.0
+    for i, w in enumerate(waves):
+        rows.append({"audio_filepath": "joined.wav", "offset": offset, "duration": len(w) / SR, "text": "",
+                     "id": f"u{i}"})
+        offset += len(w) / SR + 0.5
+    manifest = tmp_path / "segments.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main([*speech, "--model", str(ckpt), "--cut-pause", "0"]) == 0
+    separate = [line.split("\t")[1] for line in capsys.readouterr().out.splitlines()]
+    assert main([str(manifest), "--model", str(ckpt), "--cut-pause", "0"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[1] for line in lines] == separate
+    assert lines[1].startswith(f"{tmp_path / 'joined.wav'}:{rows[1]['offset']:.2f}-")
+
+
 def test_srt_with_several_inputs_needs_output_dir(ckpt, speech, capsys):
     from asr.utils import run_cli
 
