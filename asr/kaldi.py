@@ -1,8 +1,10 @@
 """Kaldi data directories (``wav.scp``, ``text``, ``utt2spk`` / ``spk2utt``) to manifests.
 
-Only plain audio paths are accepted in ``wav.scp``: an entry that is a pipe command
-(``sox ... |``) or an archive offset (``foo.ark:123``) is refused with a message, never
-run. ``segments`` files are refused too (one utterance per audio file).
+``wav.scp`` entries are plain audio paths. A pipe command (``sox ... |``) is refused with a
+message and never run, unless the caller allows it (``pipe_dir``; ``asr-prepare kaldi
+--allow-pipes``); an archive offset (``foo.ark:123``) is refused. A ``segments`` file makes
+each segment an utterance with an ``offset`` into its recording; ``utt2dur``/``reco2dur``
+give durations without reading audio headers.
 
     from asr.kaldi import read_kaldi_dir
     utts = read_kaldi_dir("speechocean762/train")   # list[Utterance], "speaker" in extra
@@ -13,6 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import subprocess
+import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +24,7 @@ from pathlib import Path
 from asr.audio import AudioError, audio_info
 from asr.data import Utterance
 from asr.text import Vocabulary, describe_dropped
-from asr.utils import UserError, text_lines
+from asr.utils import UserError, atomic_open, text_lines
 
 log = logging.getLogger(__name__)
 _ARK_OFFSET = re.compile(r"\.(ark|scp):\d+$")
@@ -57,8 +61,10 @@ def _unique(rows: list[tuple[int, str, str]], path: Path) -> dict[str, tuple[int
     return out
 
 
-def read_wav_scp(path: str | os.PathLike) -> dict[str, str]:
-    """``{utterance id: audio path as written}``, refusing pipes and archive offsets."""
+def read_wav_scp(path: str | os.PathLike, pipe_dir: str | os.PathLike | None = None) -> dict[str, str]:
+    """``{utterance id: audio path as written}``, refusing archive offsets, and pipe
+    commands unless ``pipe_dir`` is given: then each command runs once (named on stderr
+    first) and its output is kept as a file in ``pipe_dir`` (:func:`run_pipe`)."""
     path = Path(path)
     entries = _unique(_read_table(path), path)
     out = {}
@@ -67,13 +73,35 @@ def read_wav_scp(path: str | os.PathLike) -> dict[str, str]:
         if not value:
             raise KaldiError(f"{where}: utterance {key!r} has no audio path; expected '<utt-id> <path>'")
         if value.endswith("|") or value.startswith("|"):
-            raise KaldiError(f"{where}: utterance {key!r} is a pipe command ({value[:60]}); commands are never "
-                             "run; convert the audio to plain files (e.g. with sox or ffmpeg) and list their paths")
+            if pipe_dir is None:
+                raise KaldiError(f"{where}: utterance {key!r} is a pipe command ({value[:60]}); commands are not "
+                                 "run unless you pass --allow-pipes (for data directories you trust), or convert "
+                                 "the audio to plain files (e.g. with sox or ffmpeg) and list their paths")
+            value = str(run_pipe(value.strip("| "), Path(pipe_dir), key, where))
         if _ARK_OFFSET.search(value):
             raise KaldiError(f"{where}: utterance {key!r} points into an archive ({value}); "
                              "expected a plain audio file path")
         out[key] = value
     return out
+
+
+def run_pipe(command: str, out_dir: Path, key: str, where: str) -> Path:
+    """Run a ``wav.scp`` pipe command (the user allowed it) and keep its audio output as
+    ``out_dir/<key>.<format>``; a failing command is a :class:`KaldiError` naming it."""
+    print(f"running ({where}): {command}", file=sys.stderr, flush=True)
+    try:
+        done = subprocess.run(command, shell=True, capture_output=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        raise KaldiError(f"{where}: the command for {key!r} ran for 10 minutes without finishing: {command}") from None
+    if done.returncode != 0 or not done.stdout:
+        reason = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise KaldiError(f"{where}: the command for {key!r} failed (exit {done.returncode}: {reason[0][:120]}): "
+                         f"{command}")
+    suffix = {b"fLaC": ".flac", b"OggS": ".ogg", b"RIFF": ".wav"}.get(done.stdout[:4], ".wav")
+    target = out_dir / f"{key}{suffix}"
+    with atomic_open(target, "wb") as f:
+        f.write(done.stdout)
+    return target.resolve()
 
 
 def read_utt2spk(data_dir: str | os.PathLike) -> dict[str, str]:
@@ -106,7 +134,8 @@ def _audio_root(data_dir: Path, sample: str, audio_root: str | os.PathLike | Non
 
 
 def read_kaldi_dir(data_dir: str | os.PathLike, audio_root: str | os.PathLike | None = None,
-                   vocab: Vocabulary | None = None, workers: int = 4) -> list[Utterance]:
+                   vocab: Vocabulary | None = None, workers: int = 4,
+                   pipe_dir: str | os.PathLike | None = None) -> list[Utterance]:
     """Read a Kaldi data directory into utterances with measured durations.
 
     Parameters
@@ -137,7 +166,7 @@ def read_kaldi_dir(data_dir: str | os.PathLike, audio_root: str | os.PathLike | 
     if not data_dir.is_dir():
         raise KaldiError(f"{data_dir}: not a folder; pass a Kaldi data directory (holding wav.scp and text)")
     segments = read_segments(data_dir / "segments") if (data_dir / "segments").is_file() else None
-    recordings = read_wav_scp(data_dir / "wav.scp")
+    recordings = read_wav_scp(data_dir / "wav.scp", pipe_dir)
     if segments is None:
         wavs = recordings
     else:  # utterance -> the recording's audio; recordings without segments are not utterances

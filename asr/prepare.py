@@ -435,6 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--audio-root", help="folder that relative wav.scp paths start from "
                    "(default: found among the data dir, its parent, its grandparent and the working directory)")
     k.add_argument("--workers", type=int, default=4, help="threads measuring durations")
+    k.add_argument("--allow-pipes", action="store_true",
+                   help="run wav.scp pipe commands ('sox x.sph -t wav - |'), each named on stderr first, and keep "
+                        "their audio in OUT.audio/ (only for data directories you trust; default: refused)")
 
     s = sub.add_parser("split", formatter_class=HelpFormatter, help="split a manifest by speaker into train/dev(/test)")
     s.add_argument("manifest", help="manifest with a \"speaker\" key per line")
@@ -489,7 +492,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "kaldi":
         from asr.kaldi import read_kaldi_dir
 
-        utts = read_kaldi_dir(args.data_dir, audio_root=args.audio_root, workers=args.workers)
+        pipe_dir = Path(args.out).with_suffix(".audio") if args.allow_pipes else None
+        utts = read_kaldi_dir(args.data_dir, audio_root=args.audio_root, workers=args.workers, pipe_dir=pipe_dir)
         write_manifest(args.out, utts, relative=False)
         speakers = len({u.extra.get("speaker") for u in utts})
         print(f"{args.out}: {len(utts)} utterances, {speakers} speakers, "

@@ -58,6 +58,27 @@ def test_cli_writes_a_manifest_that_read_manifest_accepts(corpus, tmp_path, caps
     assert not list(out.parent.glob(".*.tmp"))  # written atomically
 
 
+def test_allow_pipes_runs_each_command_once_naming_it_and_keeps_the_audio(corpus, tmp_path, capsys):
+    import sys
+
+    src = corpus.parent / "WAVE" / "SPEAKERs2" / "u3.wav"
+    with open(corpus / "wav.scp", "a") as f:
+        f.write(f"u5 {sys.executable} -c \"import sys; sys.stdout.buffer.write(open('{src}', 'rb').read())\" |\n")
+    (corpus / "text").write_text((corpus / "text").read_text() + "u5 HELLO\n")
+    out = tmp_path / "x.jsonl"
+    assert run_cli(main, ["kaldi", str(corpus), str(out), "--allow-pipes"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("running (") == 1 and "wav.scp:5" in err
+    u5 = next(u for u in read_manifest(out) if u.id == "u5")
+    assert u5.audio_filepath == str(tmp_path / "x.audio" / "u5.wav") and u5.text == "hello"
+    assert (tmp_path / "x.audio" / "u5.wav").read_bytes() == src.read_bytes()
+    with open(corpus / "wav.scp", "a") as f:
+        f.write("u6 false |\n")
+    (corpus / "text").write_text((corpus / "text").read_text() + "u6 BYE\n")
+    assert run_cli(main, ["kaldi", str(corpus), str(out), "--allow-pipes"]) == 2
+    assert "the command for 'u6' failed (exit 1" in capsys.readouterr().err
+
+
 def test_speakers_from_spk2utt_when_utt2spk_is_missing(corpus):
     (corpus / "utt2spk").unlink()
     (corpus / "spk2utt").write_text("a u1 u2\nb u3 u4\n")
