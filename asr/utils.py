@@ -175,12 +175,33 @@ def resolve_device(name: str = "auto"):
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: no CUDA device is available here; use --device cpu")
+    if name.startswith("cuda"):
+        problem = cuda_problem()
+        if problem:
+            raise UserError(f"device {name}: {problem}")
     try:
         return torch.device(name)
     except RuntimeError:
         raise UserError(f"device {name!r} not understood; expected cpu, cuda or cuda:N") from None
+
+
+def cuda_problem() -> str | None:
+    """Why CUDA cannot be used here (build, driver or GPU, and the fix), or None when it can."""
+    import torch
+
+    if torch.version.cuda is None:
+        return (f"this torch ({torch.__version__}) is a CPU-only build; install a CUDA build of torch and "
+                "torchaudio from the same index (README: installing on a GPU machine), or use device=cpu")
+    if not torch.cuda.is_available():
+        return (f"torch {torch.__version__} is built for CUDA {torch.version.cuda} but finds no usable GPU: check "
+                f"nvidia-smi, and that the NVIDIA driver supports CUDA {torch.version.cuda} (CUDA 13 needs driver "
+                "580 or newer); or use device=cpu")
+    major, minor = torch.cuda.get_device_capability()
+    built = sorted(int(a[3:]) for a in torch.cuda.get_arch_list() if a.startswith("sm_") and a[3:].isdigit())
+    if built and 10 * major + minor < built[0]:
+        return (f"the GPU's compute capability {major}.{minor} is below what this torch build supports "
+                f"(sm_{built[0]} and newer); install a torch build for this GPU, or use device=cpu")
+    return None
 
 
 def autocast_dtype(device, precision: str = "auto"):
@@ -193,5 +214,6 @@ def autocast_dtype(device, precision: str = "auto"):
     if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
         return None
     if precision == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        # including_emulation=False: T4-class GPUs emulate bf16 (slowly); they get fp16 + the grad scaler.
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     return torch.bfloat16 if precision == "bf16" else torch.float16

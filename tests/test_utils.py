@@ -119,3 +119,40 @@ def test_every_option_of_every_command_has_help_that_shows_its_default(monkeypat
                 shown = " ".join(str(action.default).split())
                 assert "default" in action.help or f"(default: {shown})" in text, \
                     (name, action.option_strings)
+
+
+def test_asking_for_cuda_without_a_usable_gpu_says_why(monkeypatch):
+    import torch
+
+    from asr.utils import cuda_problem, resolve_device
+
+    monkeypatch.setattr(torch.version, "cuda", None)
+    assert "CPU-only build" in cuda_problem()
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert "built for CUDA 13.0 but finds no usable GPU" in cuda_problem() and "driver" in cuda_problem()
+    with pytest.raises(UserError, match="device cuda:1: torch .* finds no usable GPU"):
+        resolve_device("cuda:1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (6, 1))
+    monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: ["sm_75", "sm_80", "sm_90"])
+    assert "compute capability 6.1 is below what this torch build supports (sm_75" in cuda_problem()
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
+    assert cuda_problem() is None
+    assert resolve_device("cpu").type == "cpu"
+
+
+def test_the_gpu_recipes_refuse_to_start_on_the_cpu(tmp_path):
+    import subprocess
+    import sys
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    for experiment in ("librispeech_100", "librispeech_960"):
+        done = subprocess.run([sys.executable, "-m", "asr.train", f"experiment={experiment}",
+                               f"exp_dir={tmp_path / experiment}"], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert done.stderr.startswith("error: device cuda: torch") and "device=cpu" in done.stderr
+        assert not (tmp_path / experiment / "config.yaml").exists()
