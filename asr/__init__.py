@@ -15,7 +15,7 @@ __all__ = ["DecodingOptions", "Model", "Transcript", "__version__", "evaluate", 
 
 # Where each public name lives. They are imported on first use (PEP 562), so ``import asr``
 # and ``python -m asr.<tool>`` do not load torch and every module up front.
-_HOMES = {"DecodingOptions": "asr.decoding", "Model": "asr.api", "Transcript": "asr.transcribe",
+_HOMES = {"DecodingOptions": "asr.decoding", "Model": "asr.api", "Transcript": "asr.formats",
           "evaluate": "asr.api", "load_model": "asr.api"}
 
 

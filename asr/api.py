@@ -25,7 +25,8 @@ from asr.data import read_manifest
 from asr.decoding import DecodingOptions
 from asr.evaluation import Evaluation
 from asr.evaluation import evaluate as _evaluate
-from asr.transcribe import Input, Transcript, load_recognizer, transcribe_files
+from asr.formats import Transcript
+from asr.transcribe import Input, load_recognizer, transcribe_files
 from asr.utils import UserError, resolve_device
 
 Audio = str | os.PathLike | np.ndarray | torch.Tensor
@@ -60,7 +61,7 @@ class Model:
 
         Returns
         -------
-        :class:`asr.transcribe.Transcript`: ``text``, ``words`` (``word``, ``start``, ``end``
+        :class:`asr.formats.Transcript`: ``text``, ``words`` (``word``, ``start``, ``end``
         in seconds, ``confidence``), ``duration``, ``nbest``. An unreadable input raises
         :class:`asr.audio.AudioError`.
         """

@@ -41,8 +41,8 @@ from flashlight.lib.text.decoder import (CriterionType, LexiconDecoder, LexiconD
                                          ZeroLM)
 from flashlight.lib.text.dictionary import Dictionary
 
-from asr.decoding import Hypothesis
-from asr.lm import SIL, UNK, LMError, arpa_unigrams, check_lm, is_binary_lm
+from asr.greedy import Hypothesis
+from asr.arpa import SIL, UNK, LMError, arpa_unigrams, check_lm, is_binary_lm
 from asr.text import Vocabulary
 from asr.utils import UserError, text_lines
 

@@ -1,56 +1,20 @@
-"""CTC decoders. Every decoder shares one interface::
+"""Decoding options and the decoder they choose. Every decoder shares one interface
+(:mod:`asr.greedy`)::
 
     decoder.decode(log_probs (batch, frames, vocab), lengths (batch,)) -> list[list[Hypothesis]]
 
-one N-best list per utterance, best first (greedy returns one hypothesis each).
+:class:`DecodingOptions` holds and checks the choices once (greedy, or the beam search of
+:mod:`asr.beam` with its LM, lexicon and weights); the command-line flags map onto it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
 
-import torch
-
+from asr.beam import BeamSearchDecoder
+from asr.greedy import Decoder, GreedyDecoder, Hypothesis  # noqa: F401  (re-exported: the decoders' types)
 from asr.text import Vocabulary
-
-
-@dataclass(frozen=True)
-class Hypothesis:
-    """A decoded transcript. ``tokens`` are vocabulary ids after CTC collapsing;
-    ``timesteps[i]`` is the encoder frame where ``tokens[i]`` was emitted; ``score`` is the
-    decoder's total log-score (acoustic, plus LM terms for an LM decoder)."""
-
-    text: str
-    tokens: list[int] = field(default_factory=list)
-    timesteps: list[int] = field(default_factory=list)
-    score: float = 0.0
-
-
-class Decoder(Protocol):
-    def decode(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[Hypothesis]]: ...
-
-
-class GreedyDecoder:
-    """Best path: argmax per frame, merge repeats, drop blanks."""
-
-    def __init__(self, vocab: Vocabulary):
-        self.vocab = vocab
-
-    def decode(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[Hypothesis]]:
-        best, ids = log_probs.detach().float().max(-1)  # (batch, frames)
-        best, ids, lengths = best.cpu(), ids.cpu(), lengths.cpu().tolist()
-        out = []
-        for b, n in enumerate(lengths):
-            seq = ids[b, :n]
-            keep = torch.ones(n, dtype=torch.bool)
-            keep[1:] = seq[1:] != seq[:-1]
-            keep &= seq != self.vocab.blank
-            frames = keep.nonzero().squeeze(1)
-            tokens = seq[frames].tolist()
-            out.append([Hypothesis(self.vocab.decode(tokens), tokens, frames.tolist(),
-                                   float(best[b, :n].sum()))])
-        return out
+from asr.utils import UserError
 
 
 @dataclass(frozen=True)
@@ -72,8 +36,6 @@ class DecodingOptions:
     nbest: int = 1
 
     def __post_init__(self) -> None:
-        from asr.utils import UserError
-
         if self.decoder not in ("greedy", "beam"):
             raise UserError(f"decoder {self.decoder!r}: expected 'greedy' or 'beam'")
         if self.decoder == "greedy":
@@ -93,8 +55,6 @@ class DecodingOptions:
     def build(self, vocab: Vocabulary) -> "Decoder":
         if self.decoder == "greedy":
             return GreedyDecoder(vocab)
-        from asr.beam import BeamSearchDecoder
-
         return BeamSearchDecoder(vocab, lm=self.lm, lexicon=self.lexicon, beam_size=self.beam_size,
                                  beam_threshold=self.beam_threshold, lm_weight=self.lm_weight,
                                  word_score=self.word_score, nbest=self.nbest, beam_size_token=self.beam_size_token)

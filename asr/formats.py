@@ -1,6 +1,7 @@
 """Transcript writers: ``txt``, ``json``, ``srt``, ``vtt``, ``tsv`` and ``ctm``.
 
-Each writer turns one :class:`asr.transcribe.Transcript` into text. ``txt`` and ``json``
+:class:`Transcript` is one input's result (what :func:`asr.transcribe.transcribe_files`
+yields); each writer turns one into text. ``txt`` and ``json``
 are one line per input (so several inputs stream to stdout); ``srt``/``vtt`` are subtitle
 cues built from the word timestamps; ``tsv`` is one word a line:
 ``start<TAB>end<TAB>confidence<TAB>word`` (seconds), after a header line; ``ctm`` is NIST's
@@ -12,12 +13,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+
+import torch
 
 from asr.align import Word
-
-if TYPE_CHECKING:
-    from asr.transcribe import Transcript
+from asr.greedy import Hypothesis
 
 FORMATS = ("txt", "json", "srt", "vtt", "tsv", "ctm")
 #: Formats that hold one input per file (several inputs need ``--output-dir``).
@@ -25,7 +26,22 @@ SINGLE_INPUT = ("srt", "vtt")
 TSV_HEADER = "start\tend\tconfidence\tword"
 
 
-def to_json(t: "Transcript") -> dict:
+@dataclass
+class Transcript:
+    """One input's result. ``words`` carry times in seconds from the input's start;
+    ``posteriors`` (``(frames, vocab)`` log-probabilities) and ``head``
+    (``(samples,)`` audio) cover the first ``plot_seconds`` when asked for (plots), else None."""
+
+    audio: str
+    text: str
+    duration: float
+    nbest: list[Hypothesis]
+    words: list[Word] = field(default_factory=list)
+    posteriors: torch.Tensor | None = None
+    head: torch.Tensor | None = None
+
+
+def to_json(t: Transcript) -> dict:
     """``{"audio", "text", "duration", "words": [{word, start, end, confidence}], "nbest"?}``;
     ``nbest`` (a list of ``{text, score}``) only when the decoder returned more than one."""
     rec = {"audio": t.audio, "text": t.text, "duration": round(t.duration, 3),
@@ -58,7 +74,7 @@ def _clock(seconds: float, sep: str) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
 
 
-def _subtitles(t: "Transcript", sep: str, numbered: bool) -> str:
+def _subtitles(t: Transcript, sep: str, numbered: bool) -> str:
     out = []
     for i, g in enumerate(cues(t.words), 1):
         lines = [str(i)] if numbered else []
@@ -67,29 +83,29 @@ def _subtitles(t: "Transcript", sep: str, numbered: bool) -> str:
     return "\n\n".join(out) + ("\n" if out else "")
 
 
-def to_srt(t: "Transcript") -> str:
+def to_srt(t: Transcript) -> str:
     """SubRip: numbered cues, ``HH:MM:SS,mmm --> HH:MM:SS,mmm``."""
     return _subtitles(t, ",", numbered=True)
 
 
-def to_vtt(t: "Transcript") -> str:
+def to_vtt(t: Transcript) -> str:
     """WebVTT: a ``WEBVTT`` header, then cues with ``HH:MM:SS.mmm`` times."""
     body = _subtitles(t, ".", numbered=False)
     return "WEBVTT\n\n" + body
 
 
-def tsv_rows(t: "Transcript", prefix: str = "") -> str:
+def tsv_rows(t: Transcript, prefix: str = "") -> str:
     return "".join(f"{prefix}{w.start:.3f}\t{w.end:.3f}\t{w.confidence:.4f}\t{w.word}\n" for w in t.words)
 
 
-def to_ctm(t: "Transcript") -> str:
+def to_ctm(t: Transcript) -> str:
     name = os.path.splitext(os.path.basename(t.audio))[0] or "stdin"
     rec = "_".join(name.split()) or "_"
     return "".join(f"{rec} 1 {w.start:.3f} {max(w.end - w.start, 0.0):.3f} {w.word} {w.confidence:.4f}\n"
                    for w in t.words)
 
 
-def render(t: "Transcript", fmt: str, several: bool = False, header: bool = True) -> str:
+def render(t: Transcript, fmt: str, several: bool = False, header: bool = True) -> str:
     """The text for one transcript in ``fmt``, ending in a newline (empty for a tsv/srt
     without words). ``several``: txt lines and tsv rows start with ``path<TAB>`` (stdout
     with several inputs). ``header``: the tsv header line."""

@@ -31,27 +31,12 @@ import torch
 from asr.align import Word, align_words
 from asr.audio import AudioError, find_audio_files, load_audio, open_audio
 from asr.decoding import Decoder, GreedyDecoder, Hypothesis, add_decoder_arguments, decoder_from_args
-from asr.formats import FORMATS, SINGLE_INPUT, render
+from asr.formats import FORMATS, SINGLE_INPUT, Transcript, render
 from asr.segment import Chunk, split_chunks
 from asr.utils import (HelpFormatter, UserError, atomic_open, autocast_dtype, check_writable, escape_controls,
                        resolve_device, run_cli, text_lines)
 
 MANIFEST_SUFFIXES = (".json", ".jsonl")
-
-
-@dataclass
-class Transcript:
-    """One input's result. ``words`` carry times in seconds from the input's start;
-    ``posteriors`` (``(frames, vocab)`` log-probabilities) and ``head``
-    (``(samples,)`` audio) cover the first ``plot_seconds`` when asked for (plots), else None."""
-
-    audio: str
-    text: str
-    duration: float
-    nbest: list[Hypothesis]
-    words: list[Word] = field(default_factory=list)
-    posteriors: torch.Tensor | None = None
-    head: torch.Tensor | None = None
 
 
 @dataclass

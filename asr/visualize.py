@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
-if TYPE_CHECKING:
-    from asr.transcribe import Transcript
+from asr.formats import Transcript
 
 
-def plot_transcript(recognizer, t: "Transcript", out_png: str | os.PathLike) -> None:
+def plot_transcript(recognizer, t: Transcript, out_png: str | os.PathLike) -> None:
     """Write the plot of ``t`` (which must carry ``head`` audio and ``posteriors``) to
     ``out_png`` atomically. ``recognizer`` supplies the features, vocabulary and frame shift."""
     import matplotlib

@@ -36,7 +36,8 @@ from asr.beam import BeamSearchDecoder  # noqa: E402
 from asr.data import read_manifest  # noqa: E402
 from asr.decoding import GreedyDecoder  # noqa: E402
 from asr.evaluation import batch_loader, iter_outputs  # noqa: E402
-from asr.lm import arpa_unigrams, build_arpa  # noqa: E402
+from asr.arpa import arpa_unigrams  # noqa: E402
+from asr.lm import build_arpa  # noqa: E402
 from asr.metrics import error_rates  # noqa: E402
 from asr.recognizer import Recognizer  # noqa: E402
 

@@ -6,8 +6,7 @@ import pytest
 
 from asr.align import Word
 from asr.decoding import Hypothesis
-from asr.formats import cues, render, to_json
-from asr.transcribe import Transcript
+from asr.formats import Transcript, cues, render, to_json
 
 
 def _transcript():

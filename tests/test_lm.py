@@ -9,8 +9,8 @@ import math
 import pytest
 
 from asr.checkpoint import save_checkpoint
-from asr.lm import (UNK, arpa_logprob, arpa_unigrams, build_arpa, estimate, main, read_arpa, read_sentences,
-                    search_pairs, tune, write_arpa)
+from asr.arpa import UNK, arpa_logprob, arpa_unigrams, read_arpa
+from asr.lm import build_arpa, estimate, main, read_sentences, search_pairs, tune, write_arpa
 from asr.text import Vocabulary
 from asr.utils import run_cli
 

@@ -1,0 +1,54 @@
+"""The decoder interface every decoder shares, its result type, and best-path decoding::
+
+    decoder.decode(log_probs (batch, frames, vocab), lengths (batch,)) -> list[list[Hypothesis]]
+
+one N-best list per utterance, best first (greedy returns one hypothesis each). The beam
+search is :mod:`asr.beam`; choosing between them from options is :mod:`asr.decoding`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from asr.text import Vocabulary
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """A decoded transcript. ``tokens`` are vocabulary ids after CTC collapsing;
+    ``timesteps[i]`` is the encoder frame where ``tokens[i]`` was emitted; ``score`` is the
+    decoder's total log-score (acoustic, plus LM terms for an LM decoder)."""
+
+    text: str
+    tokens: list[int] = field(default_factory=list)
+    timesteps: list[int] = field(default_factory=list)
+    score: float = 0.0
+
+
+class Decoder(Protocol):
+    def decode(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[Hypothesis]]: ...
+
+
+class GreedyDecoder:
+    """Best path: argmax per frame, merge repeats, drop blanks."""
+
+    def __init__(self, vocab: Vocabulary):
+        self.vocab = vocab
+
+    def decode(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[Hypothesis]]:
+        best, ids = log_probs.detach().float().max(-1)  # (batch, frames)
+        best, ids, lengths = best.cpu(), ids.cpu(), lengths.cpu().tolist()
+        out = []
+        for b, n in enumerate(lengths):
+            seq = ids[b, :n]
+            keep = torch.ones(n, dtype=torch.bool)
+            keep[1:] = seq[1:] != seq[:-1]
+            keep &= seq != self.vocab.blank
+            frames = keep.nonzero().squeeze(1)
+            tokens = seq[frames].tolist()
+            out.append([Hypothesis(self.vocab.decode(tokens), tokens, frames.tolist(),
+                                   float(best[b, :n].sum()))])
+        return out
