@@ -42,6 +42,12 @@ class Model:
     def sample_rate(self) -> int:
         return self.recognizer.sample_rate
 
+    @property
+    def card(self) -> dict:
+        """The model card of a released checkpoint (``asr-export --format state``): training
+        data, epochs, dev (and test) WER, configuration; empty for other files."""
+        return getattr(self.recognizer, "card", {})
+
     def transcribe(self, audio: Audio | Sequence[Audio], sample_rate: int | None = None, *,
                    chunk_seconds: float = 20.0, cut_pause: float | None = 0.3,
                    **decoding) -> Transcript | list[Transcript]:

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
-from asr.checkpoint import CheckpointError
+from asr.checkpoint import REQUIRED, CheckpointError, load_checkpoint, save_checkpoint
 from asr.features import FeatureConfig, LogMel
 from asr.model import BiRNNCTC, ModelConfig
 from asr.recognizer import Recognizer, Timing
@@ -35,7 +35,7 @@ from asr.utils import HelpFormatter, UserError, atomic_open, run_cli
 
 FORMAT = "asr-export/1"
 METADATA_KEY = "asr"
-EXPORT_FORMATS = ("onnx", "torchscript")
+EXPORT_FORMATS = ("onnx", "torchscript", "state")
 
 
 class ExportableModel(nn.Module):
@@ -234,21 +234,76 @@ class TorchScriptRecognizer(_ExportedRecognizer):
         return self.module(waves, lengths)
 
 
+def model_card(state: dict, reports: dict[str, str | os.PathLike] | None = None) -> dict:
+    """A small description of a trained model from its training checkpoint: training and
+    dev data, epochs and steps trained, best dev WER, the configuration, and the summary of
+    each ``asr-evaluate --report`` given (``{"test": "exp/x/test_report.json"}``)."""
+    config, progress = state.get("config") or {}, state.get("progress") or {}
+    card = {"training_data": (config.get("data") or {}).get("train_manifest"),
+            "dev_data": (config.get("data") or {}).get("dev_manifest"),
+            "epochs": progress.get("epoch"), "steps": progress.get("step"),
+            "best_dev_wer": progress.get("best_wer") if progress.get("best_wer", float("inf")) < float("inf") else None,
+            "parameters": sum(p.numel() for p in Recognizer.from_checkpoint(state).parameters()),
+            "config": config}
+    for name, path in (reports or {}).items():
+        try:
+            card[f"{name}_summary"] = json.loads(Path(path).read_text(encoding="utf-8"))["summary"]
+        except (OSError, ValueError, KeyError) as e:
+            raise UserError(f"--report {name}={path}: not an asr-evaluate report ({e}); "
+                            "write one with asr-evaluate --report") from None
+    return card
+
+
+def export_state(checkpoint: str | os.PathLike, out: str | os.PathLike,
+                 reports: dict[str, str | os.PathLike] | None = None) -> dict:
+    """Release weights: ``out`` holds what transcription needs (configs, vocabulary,
+    weights) and a ``model_card`` (:func:`model_card`), not the optimizer, scheduler or RNG
+    state; ``out`` with ``.json`` is the card for people. Returns the card."""
+    state = load_checkpoint(checkpoint)
+    card = model_card(state, reports)
+    save_checkpoint(out, {k: state[k] for k in REQUIRED if k != "format"} | {"model_card": card})
+    with atomic_open(Path(out).with_suffix(".json")) as f:
+        json.dump(card, f, indent=1)
+    return card
+
+
+def _parse_reports(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise UserError(f"--report {item}: expected NAME=REPORT.json, e.g. test=exp/demo/test_report.json")
+        out[name] = path
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(formatter_class=HelpFormatter,
         prog="asr-export", description="Export a checkpoint to ONNX or TorchScript.")
     p.add_argument("out", help="output file (e.g. model.onnx or model.ts)")
     p.add_argument("--model", required=True, help="checkpoint written by asr-train (e.g. exp/demo/best.pt)")
     p.add_argument("--format", choices=EXPORT_FORMATS,
-                   help="onnx: acoustic model for onnxruntime; torchscript: the whole recogniser "
-                        "(default: from OUT's suffix, .onnx or anything else)")
+                   help="onnx: acoustic model for onnxruntime; torchscript: the whole recogniser; state: "
+                        "release weights (no optimizer state) with a model card, also written as OUT.json "
+                        "(default: from OUT's suffix: .onnx, .pt for state, torchscript otherwise)")
+    p.add_argument("--report", action="append", default=[], metavar="NAME=REPORT.json",
+                   help="with --format state: put this asr-evaluate --report summary in the model card "
+                        "(repeatable, e.g. test=exp/demo/test_report.json)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    fmt = args.format or ("onnx" if args.out.lower().endswith(".onnx") else "torchscript")
+    suffix = Path(args.out).suffix.lower()
+    fmt = args.format or {".onnx": "onnx", ".pt": "state"}.get(suffix, "torchscript")
+    if fmt == "state":
+        card = export_state(args.model, args.out, _parse_reports(args.report))
+        wer = card["best_dev_wer"]
+        print(f"wrote {args.out} (weights and model card, {Path(args.out).stat().st_size / 2**20:.1f} MiB) and "
+              f"{Path(args.out).with_suffix('.json')}: {card['epochs']} epochs, best dev WER "
+              f"{'-' if wer is None else f'{100 * wer:.2f}%'}")
+        return 0
     rec = Recognizer.from_checkpoint(args.model, "cpu")
     try:
         if fmt == "onnx":

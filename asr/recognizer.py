@@ -62,4 +62,5 @@ class Recognizer(Timing, nn.Module):
             rec.load_state_dict(state["state_dict"])
         except (TypeError, ValueError, RuntimeError) as e:
             raise CheckpointError(f"checkpoint does not match this version of asr ({str(e).splitlines()[0]})") from None
+        rec.card = state.get("model_card") or {}  # what asr-export --format state wrote (training data, WER)
         return rec.to(device).eval()

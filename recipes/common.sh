@@ -31,6 +31,16 @@ evaluate_split() {
   echo "$(basename "$out" .txt): $(cat "$out")"
 }
 
+# release_model EXP_DIR [NAME=REPORT.json ...]
+#   EXP_DIR/model.pt: best.pt's weights without optimizer state, with a model card (also
+#   EXP_DIR/model.json) holding the training data, epochs, dev WER and the named reports' summaries.
+release_model() {
+  local exp_dir=$1; shift
+  local reports=()
+  for r in "$@"; do [ -f "${r#*=}" ] && reports+=(--report "$r"); done
+  asr-export --model "$exp_dir/best.pt" --format state "$exp_dir/model.pt" "${reports[@]}"
+}
+
 # transcribe_sample MANIFEST MODEL [DECODER_OPTIONS...]
 #   asr-transcribe the manifest's first two files, printing their references first.
 transcribe_sample() {

@@ -103,3 +103,31 @@ def test_not_an_export_is_a_checkpoint_error(tmp_path):
         OnnxRecognizer(tmp_path / "x.onnx")
     with pytest.raises(CheckpointError, match="not found"):
         TorchScriptRecognizer(tmp_path / "missing.ts")
+
+
+def test_state_export_keeps_what_transcription_needs_and_a_model_card(model, tmp_path, capsys):
+    import asr
+    from asr.checkpoint import load_checkpoint, save_checkpoint
+
+    d, rec, waves = model
+    training = {**rec.describe(), "optimizer": {"state": {}, "param_groups": []}, "rng": {"python": [1]},
+                "progress": {"epoch": 7, "step": 700, "best_wer": 0.125},
+                "config": {"data": {"train_manifest": "train.jsonl", "dev_manifest": "dev.jsonl"}, "epochs": 7}}
+    save_checkpoint(tmp_path / "best.pt", training)
+    report = tmp_path / "test_report.json"
+    report.write_text(json.dumps({"summary": {"wer": 0.2, "cer": 0.1, "words": 50}, "utterances": []}))
+    out = tmp_path / "model.pt"
+    assert export_main([str(out), "--model", str(tmp_path / "best.pt"), "--report", f"test={report}"]) == 0
+    assert "best dev WER 12.50%" in capsys.readouterr().out
+    released = load_checkpoint(out)
+    assert "optimizer" not in released and "rng" not in released and "progress" not in released
+    card = released["model_card"]
+    assert card["training_data"] == "train.jsonl" and card["epochs"] == 7 and card["best_dev_wer"] == 0.125
+    assert card["test_summary"]["wer"] == 0.2 and card["parameters"] == sum(p.numel() for p in rec.parameters())
+    assert json.loads((tmp_path / "model.json").read_text()) == card
+    loaded = asr.load_model(out, device="cpu")
+    assert loaded.card == card
+    for k, v in rec.state_dict().items():
+        assert torch.equal(v, loaded.recognizer.state_dict()[k]), k
+    from asr.utils import run_cli
+    assert run_cli(export_main, [str(out), "--model", str(tmp_path / "best.pt"), "--report", "nonsense"]) == 2

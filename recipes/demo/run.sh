@@ -45,6 +45,7 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   # LM weight and word score tuned on dev with: asr-lm tune --model $exp_dir/best.pt --manifest $data/dev.jsonl --lm $exp_dir/lm.arpa
   evaluate_split "$exp_dir/best.pt" "$data/test.jsonl" "$exp_dir/test_wer_beam.txt" "$exp_dir/test_report_beam.json" \
     --decoder beam --lm "$exp_dir/lm.arpa" --lm-weight 1.5 --word-score -1
+  release_model "$exp_dir" test_greedy="$exp_dir/test_report.json" test_beam="$exp_dir/test_report_beam.json"
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then

@@ -120,6 +120,7 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
         "$exp_dir/${split}_report_$decoding.json" "${opts[@]}"
     done
   done
+  release_model "$exp_dir" test_greedy="$exp_dir/test_report_greedy.json" test_lexicon="$exp_dir/test_report_lexicon.json"
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then

@@ -62,6 +62,7 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
     echo -n "stage 3: "
     evaluate_split "$exp_dir/best.pt" "$data/$split.jsonl" "$exp_dir/${split}_wer.txt" "$exp_dir/${split}_report.json"
   done
+  release_model "$exp_dir" test_clean="$exp_dir/test_report.json" test_other="$exp_dir/test-other_report.json"
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then

@@ -80,6 +80,7 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
       python recipes/unseen.py "$exp_dir/${split}_report_$decoding.json" "$data/train.jsonl" | sed 's/^/    /'
     done
   done
+  release_model "$exp_dir" test_greedy="$exp_dir/test_report_greedy.json" test_lm="$exp_dir/test_report_lm.json"
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
