@@ -360,3 +360,28 @@ def test_cli_sweep_gives_each_job_its_own_exp_dir(tones, tmp_path):
     assert len(jobs) == 2 and all("model.hidden_size=" in p.name for p in jobs)
     sizes = sorted(yaml.safe_load((p / "config.yaml").read_text())["model"]["hidden_size"] for p in jobs)
     assert sizes == [16, 24] and all((p / "best.pt").is_file() for p in jobs)
+
+
+def test_global_normalisation_fits_the_training_data_and_survives_resume(tones, tmp_path):
+    from asr.data import AudioDataset, collate, read_manifest
+    from asr.features import LogMel
+    from asr.text import Vocabulary
+
+    cfg = tiny_config(*tones, tmp_path, epochs=1)
+    cfg.features = FeatureConfig(n_mels=16, normalize="global")
+    train(cfg)
+    first = load_checkpoint(tmp_path / "last.pt")["state_dict"]
+    mean, std = first["features.mean"], first["features.std"]
+    # The statistics are those of the training audio, not the defaults (0 and 1).
+    reference = LogMel(cfg.features)
+    loader = torch.utils.data.DataLoader(AudioDataset(read_manifest(tones[0]), Vocabulary(), 16000), batch_size=16,
+                                         collate_fn=collate)
+    reference.fit_global_stats((b.waves, b.wave_lengths) for b in loader)
+    assert torch.allclose(mean, reference.mean, atol=1e-4) and torch.allclose(std, reference.std, atol=1e-4)
+    assert mean.abs().max() > 1.0 and not torch.allclose(std, torch.ones_like(std))
+    # Resumed on other audio (the dev set), the model keeps the statistics it was trained with.
+    resumed = tiny_config(tones[1], tones[1], tmp_path, epochs=2, resume=True)
+    resumed.features = cfg.features
+    train(resumed)
+    after = load_checkpoint(tmp_path / "last.pt")["state_dict"]
+    assert torch.equal(after["features.mean"], mean) and torch.equal(after["features.std"], std)
