@@ -385,3 +385,33 @@ def test_global_normalisation_fits_the_training_data_and_survives_resume(tones, 
     train(resumed)
     after = load_checkpoint(tmp_path / "last.pt")["state_dict"]
     assert torch.equal(after["features.mean"], mean) and torch.equal(after["features.std"], std)
+
+
+# CTC calls: 1-4 the steps of epoch 1, 5 its validation, 6 the first step of epoch 2.
+@pytest.mark.parametrize("stop_at,steps", [(4, {4}), (5, {4, 5}), (6, {5})])
+def test_resume_across_the_epoch_boundary_with_a_loader_worker_is_exact(tones, tmp_path, monkeypatch, stop_at, steps):
+    """With dropout, SpecAugment, wave augmentation and one data-loading worker process,
+    a run stopped (SIGTERM) at or after an epoch's end and resumed ends with the very
+    weights of an uninterrupted run."""
+    def config(exp_dir, **kw):
+        cfg = tiny_config(*tones, exp_dir, checkpoint_every=0, deterministic=True, **kw)
+        cfg.data.num_workers = 1
+        cfg.model = ModelConfig(hidden_size=16, num_layers=1, dropout=0.3)
+        cfg.augment.time_masks, cfg.augment.time_mask_width, cfg.augment.speeds = 1, 5, [0.9, 1.0, 1.1]
+        cfg.augment.noise_prob = 0.5
+        return cfg
+
+    train(config(tmp_path / "a"))
+    monkeypatch.setattr(torch.nn, "CTCLoss", TermAtCall)
+    monkeypatch.setattr(TermAtCall, "calls", 0)
+    monkeypatch.setattr(TermAtCall, "at", stop_at)
+    with pytest.raises(TrainingInterrupted):
+        train(config(tmp_path / "b"))
+    progress = load_checkpoint(tmp_path / "b" / "last.pt")["progress"]
+    assert progress["step"] in steps
+    monkeypatch.setattr(TermAtCall, "at", 0)
+    train(config(tmp_path / "b", resume=True))
+    a, b = (load_checkpoint(tmp_path / d / "last.pt") for d in ("a", "b"))
+    assert a["progress"]["step"] == b["progress"]["step"] == 8
+    for key, weight in a["state_dict"].items():
+        assert torch.equal(weight, b["state_dict"][key]), key
