@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from asr.audio import AudioError, audio_info
 from asr.data import AudioDataset, Batch, DurationBatchSampler, Utterance, collate, read_manifest
@@ -79,19 +80,23 @@ class Evaluation:
 
 def evaluate(recognizer: Recognizer, utterances: Sequence[Utterance], decoder: Decoder | None = None,
              device: torch.device | str = "cpu", precision: str = "auto", max_batch_seconds: float = 200.0,
-             num_workers: int = 0) -> Evaluation:
-    """Decode every utterance and score it against its normalised transcript."""
+             num_workers: int = 0, progress: bool = False) -> Evaluation:
+    """Decode every utterance and score it against its normalised transcript (``progress``:
+    a tqdm bar of utterances on stderr)."""
     device = torch.device(device)
     decoder = decoder or GreedyDecoder(recognizer.vocab)
     ctc = torch.nn.CTCLoss(blank=recognizer.vocab.blank, reduction="none", zero_infinity=True)
     hyps: dict[int, str] = {}
     loss_sum = 0.0
     loader = batch_loader(utterances, recognizer, max_batch_seconds, num_workers)
+    bar = tqdm(total=len(utterances), unit="utt", file=sys.stderr, disable=not progress, dynamic_ncols=True)
     for batch, log_probs, lengths in iter_outputs(recognizer, loader, device, precision):
+        bar.update(len(batch.indices))
         losses = ctc(log_probs.transpose(0, 1), batch.targets.to(device), lengths, batch.target_lengths.to(device))
         loss_sum += (losses / batch.target_lengths.to(device).clamp_min(1)).sum().item()  # as training's "mean"
         for i, nbest in zip(batch.indices, decoder.decode(log_probs, lengths)):
             hyps[i] = nbest[0].text if nbest else ""
+    bar.close()
     refs = [recognizer.vocab.normalize(u.text) for u in utterances]
     hyp_list = [hyps[i] for i in range(len(utterances))]
     return Evaluation([u.id for u in utterances], refs, hyp_list, loss_sum / max(len(utterances), 1),
@@ -119,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--batch-seconds", type=float, default=200.0,
                    help="audio seconds per batch, padding included (memory only: results do not depend on it)")
+    p.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
+                   help="progress bar on stderr; auto: when stderr is a terminal")
     p.add_argument("--hyp-key", metavar="KEY",
                    help="score the hypotheses already in the manifest under KEY (e.g. pred_text from "
                         "asr-transcribe --output-manifest) against its text; no model, no audio")
@@ -197,7 +204,9 @@ def _evaluate_model(args, device) -> tuple[list[Utterance], list[Utterance], Eva
     recognizer = Recognizer.from_checkpoint(args.model, device)
     _warn_about_references(args.manifest, utterances, recognizer.vocab)
     decoder = decoder_from_args(args, recognizer.vocab)
-    result = evaluate(recognizer, utterances, decoder, device=device, max_batch_seconds=args.batch_seconds)
+    show = args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty())
+    result = evaluate(recognizer, utterances, decoder, device=device, max_batch_seconds=args.batch_seconds,
+                      progress=show)
     return everything, utterances, result
 
 

@@ -14,10 +14,11 @@ import sys
 import numpy as np
 import pytest
 
+from asr.audio import load_audio
 from asr.data import read_manifest, write_manifest
+from asr.evaluation import evaluate
 from asr.recognizer import Recognizer
 from asr.robustness import silence_robustness
-from asr.evaluation import evaluate
 from asr.synth import Voice, write_corpus
 from asr.train import TrainConfig, train
 
@@ -105,3 +106,30 @@ def test_train_evaluate_transcribe(digits_corpus, tmp_path):
     print("e2e silence:", {k: round(v, 2) for k, v in rates.items()})
     for condition, tolerance in (("padded_silence", 4.0), ("padded_noise", 4.0), ("joined", 6.0)):
         assert rates[condition] <= rates["plain"] + tolerance, (condition, rates)
+
+    # Word times from the trained recogniser on speech whose word onsets are known: digits
+    # spoken one utterance each, joined with 1 s of silence. Each recognised word lies
+    # inside the speech of its own utterance (found by energy, 10 ms frames), in order.
+    import torch
+
+    from asr.transcribe import Input, transcribe_files
+
+    rec = Recognizer.from_checkpoint(exp / "best.pt")
+    waves, spans, t = [], [], 0.0
+    for u in test[:8]:
+        w = load_audio(u.audio_filepath, 16000)
+        frames = w[: len(w) // 160 * 160].reshape(-1, 160).pow(2).mean(1)
+        loud = (frames > frames.max() * 10 ** -3.5).nonzero().squeeze(1)  # within 35 dB of the peak
+        spans.append((t + loud[0].item() * 0.01, t + (loud[-1].item() + 1) * 0.01, u.text))
+        waves += [w, torch.zeros(16000)]
+        t += len(w) / 16000 + 1.0
+    joined = torch.cat(waves)
+    [result] = transcribe_files(rec, [Input("joined", "joined", "joined", wave=joined)])
+    starts = [w.start for w in result.words]
+    assert starts == sorted(starts) and len(result.words) >= sum(len(s[2].split()) for s in spans) - 2
+    for w in result.words:
+        inside = [s for s in spans if s[0] - 0.15 <= w.start <= w.end <= s[1] + 0.15]
+        assert inside, (w, spans)
+    for start, end, text in spans:  # each utterance's first word starts where its speech does
+        first = next(w for w in result.words if w.start >= start - 0.15)
+        assert abs(first.start - start) <= 0.15, (first, start, text)
