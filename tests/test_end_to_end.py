@@ -119,7 +119,7 @@ def test_train_evaluate_transcribe(digits_corpus, tmp_path):
     for u in test[:8]:
         w = load_audio(u.audio_filepath, 16000)
         frames = w[: len(w) // 160 * 160].reshape(-1, 160).pow(2).mean(1)
-        loud = (frames > frames.max() * 10 ** -3.5).nonzero().squeeze(1)  # within 35 dB of the peak
+        loud = (frames > frames.max() * 10 ** -2).nonzero().squeeze(1)  # within 20 dB of the peak
         spans.append((t + loud[0].item() * 0.01, t + (loud[-1].item() + 1) * 0.01, u.text))
         waves += [w, torch.zeros(16000)]
         t += len(w) / 16000 + 1.0
@@ -130,6 +130,6 @@ def test_train_evaluate_transcribe(digits_corpus, tmp_path):
     for w in result.words:
         inside = [s for s in spans if s[0] - 0.15 <= w.start <= w.end <= s[1] + 0.15]
         assert inside, (w, spans)
-    for start, end, text in spans:  # each utterance's first word starts where its speech does
-        first = next(w for w in result.words if w.start >= start - 0.15)
-        assert abs(first.start - start) <= 0.15, (first, start, text)
+    for start, end, text in spans:  # words start where the speech does (CTC ends a final fricative early)
+        words = [w for w in result.words if start - 0.15 <= w.start <= end + 0.15]
+        assert abs(words[0].start - start) <= 0.12 and abs(words[-1].end - end) <= 0.25, (words, start, end, text)
