@@ -61,11 +61,11 @@ class BiRNNCTC(nn.Module):
         x, lengths = stack_frames(features, lengths, self.cfg.subsample)  # (batch, steps, input_dim * subsample)
         # Packing keeps padding out of the backward direction, so an utterance's output does
         # not depend on what it is batched with, and cuDNN runs packed batches fast. On the
-        # CPU, training through pack_padded_sequence measured 6-14x slower than the padded
-        # batch (torch 2.14.1, 2 threads), so CPU training runs the padded batch and relies on
+        # CPU, training through pack_padded_sequence is several times slower than the padded
+        # batch (README, "Training"), so CPU training runs the padded batch and relies on
         # length-bucketed batches to keep padding low (CTC reads only the true lengths). CPU
-        # inference packs: forward-only it costs 0.9-1.4x the padded batch (bench/packing.py),
-        # and transcripts and WER must not change with the batch size.
+        # inference packs (its cost: bench/packing.py), as transcripts and WER must not
+        # change with the batch size.
         pack = self.cfg.pack == "always" or (self.cfg.pack == "auto" and (x.is_cuda or not self.training))
         total = x.shape[1]
         if pack:
