@@ -166,15 +166,7 @@ def read_kaldi_dir(data_dir: str | os.PathLike, audio_root: str | os.PathLike | 
     if not data_dir.is_dir():
         raise KaldiError(f"{data_dir}: not a folder; pass a Kaldi data directory (holding wav.scp and text)")
     segments = read_segments(data_dir / "segments") if (data_dir / "segments").is_file() else None
-    recordings = read_wav_scp(data_dir / "wav.scp", pipe_dir)
-    if segments is None:
-        wavs = recordings
-    else:  # utterance -> the recording's audio; recordings without segments are not utterances
-        unknown = [u for u, (rec, _, _) in segments.items() if rec not in recordings]
-        if unknown:
-            raise KaldiError(f"{data_dir / 'segments'}: {len(unknown)} segment(s) name a recording that wav.scp "
-                             f"lacks (e.g. {unknown[0]!r} in {segments[unknown[0]][0]!r}); fix segments or wav.scp")
-        wavs = {u: recordings[rec] for u, (rec, _, _) in segments.items()}
+    wavs = _utterance_audio(data_dir, read_wav_scp(data_dir / "wav.scp", pipe_dir), segments)
     text_path = data_dir / "text"
     texts = {k: v for k, (_, v) in _unique(_read_table(text_path), text_path).items()}
     utt2spk = read_utt2spk(data_dir)
@@ -188,16 +180,8 @@ def read_kaldi_dir(data_dir: str | os.PathLike, audio_root: str | os.PathLike | 
     if no_audio:
         log.warning("%s: %d transcript(s) in text have no wav.scp entry (e.g. %s); left out",
                     data_dir, len(no_audio), no_audio[0])
-    keys = [k for k in wavs if k in texts]
-    dropped: Counter = Counter()
-    normalized = {k: vocab.normalize(texts[k], dropped) for k in keys}
-    if dropped:
-        log.warning("%s: %s", text_path, describe_dropped(dropped))
-    empty = [k for k in keys if not normalized[k]]
-    if empty:
-        log.warning("%s: %d transcript(s) are empty after normalisation (e.g. %s); left out",
-                    data_dir, len(empty), empty[0])
-    keys = [k for k in keys if normalized[k]]
+    normalized = _normalized(text_path, {k: texts[k] for k in wavs if k in texts}, vocab)
+    keys = [k for k in wavs if normalized.get(k)]
     if not keys:
         raise KaldiError(f"{data_dir}: no utterance has both a wav.scp entry and a non-empty transcript; "
                          "check that wav.scp and text use the same utterance ids")
@@ -223,19 +207,48 @@ def read_kaldi_dir(data_dir: str | os.PathLike, audio_root: str | os.PathLike | 
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         durations = list(pool.map(duration, keys))
+    return [_utterance(k, str(paths[k]), d, normalized[k], utt2spk.get(k, k), segments, data_dir)
+            for k, d in zip(keys, durations)]
+
+
+def _normalized(text_path: Path, texts: dict[str, str], vocab: Vocabulary) -> dict[str, str]:
+    """Transcripts normalised by ``vocab``; dropped characters and transcripts left empty
+    (which are then left out) are reported."""
+    dropped: Counter = Counter()
+    normalized = {k: vocab.normalize(t, dropped) for k, t in texts.items()}
+    if dropped:
+        log.warning("%s: %s", text_path, describe_dropped(dropped))
+    empty = [k for k, t in normalized.items() if not t]
+    if empty:
+        log.warning("%s: %d transcript(s) are empty after normalisation (e.g. %s); left out",
+                    text_path, len(empty), empty[0])
+    return normalized
+
+
+def _utterance_audio(data_dir: Path, recordings: dict[str, str],
+                     segments: dict[str, tuple[str, float, float]] | None) -> dict[str, str]:
+    """Utterance id -> audio path: ``wav.scp`` itself, or through ``segments`` (recordings
+    that no segment names are not utterances)."""
     if segments is None:
-        return [Utterance(k, str(paths[k]), d, normalized[k], {"speaker": utt2spk.get(k, k)})
-                for k, d in zip(keys, durations)]
-    out = []
-    for k, total in zip(keys, durations):
-        rec, start, end = segments[k]
-        end = total if end < 0 else end  # Kaldi: an end of -1 means the end of the recording
-        if end > total + 0.01:
-            raise KaldiError(f"{data_dir / 'segments'}: segment {k!r} ends at {end:.2f} s, after its recording "
-                             f"{rec!r} ({total:.2f} s); fix the segment times")
-        out.append(Utterance(k, str(paths[k]), end - start, normalized[k],
-                             {"speaker": utt2spk.get(k, k), "recording": rec}, offset=start))
-    return out
+        return recordings
+    unknown = [u for u, (rec, _, _) in segments.items() if rec not in recordings]
+    if unknown:
+        raise KaldiError(f"{data_dir / 'segments'}: {len(unknown)} segment(s) name a recording that wav.scp "
+                         f"lacks (e.g. {unknown[0]!r} in {segments[unknown[0]][0]!r}); fix segments or wav.scp")
+    return {u: recordings[rec] for u, (rec, _, _) in segments.items()}
+
+
+def _utterance(key: str, path: str, duration: float, text: str, speaker: str,
+               segments: dict[str, tuple[str, float, float]] | None, data_dir: Path) -> Utterance:
+    """The utterance ``key``; ``duration`` is its file's, or its recording's for a segment."""
+    if segments is None:
+        return Utterance(key, path, duration, text, {"speaker": speaker})
+    rec, start, end = segments[key]
+    end = duration if end < 0 else end  # Kaldi: an end of -1 means the end of the recording
+    if end > duration + 0.01:
+        raise KaldiError(f"{data_dir / 'segments'}: segment {key!r} ends at {end:.2f} s, after its recording "
+                         f"{rec!r} ({duration:.2f} s); fix the segment times")
+    return Utterance(key, path, end - start, text, {"speaker": speaker, "recording": rec}, offset=start)
 
 
 def read_segments(path: Path) -> dict[str, tuple[str, float, float]]:
