@@ -439,6 +439,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run wav.scp pipe commands ('sox x.sph -t wav - |'), each named on stderr first, and keep "
                         "their audio in OUT.audio/ (only for data directories you trust; default: refused)")
 
+    lh = sub.add_parser("lhotse", formatter_class=HelpFormatter,
+                        help="a lhotse CutSet (or RecordingSet + SupervisionSet) JSON-lines manifest to ours")
+    lh.add_argument("manifest", help="cuts.jsonl[.gz], or recordings.jsonl[.gz] with --supervisions")
+    lh.add_argument("out", help="manifest to write (JSON lines)")
+    lh.add_argument("--supervisions", help="the SupervisionSet that goes with a RecordingSet")
+
     s = sub.add_parser("split", formatter_class=HelpFormatter, help="split a manifest by speaker into train/dev(/test)")
     s.add_argument("manifest", help="manifest with a \"speaker\" key per line")
     s.add_argument("--train", required=True, help="training manifest to write")
@@ -497,6 +503,14 @@ def main(argv: list[str] | None = None) -> int:
         write_manifest(args.out, utts, relative=False)
         speakers = len({u.extra.get("speaker") for u in utts})
         print(f"{args.out}: {len(utts)} utterances, {speakers} speakers, "
+              f"{sum(u.duration for u in utts) / 3600:.2f} h")
+    elif args.command == "lhotse":
+        from asr.lhotse import read_cuts, read_recordings_and_supervisions
+
+        utts = (read_recordings_and_supervisions(args.manifest, args.supervisions) if args.supervisions
+                else read_cuts(args.manifest))
+        write_manifest(args.out, utts, relative=False)
+        print(f"{args.out}: {len(utts)} utterances, {len({u.extra.get('speaker') for u in utts})} speakers, "
               f"{sum(u.duration for u in utts) / 3600:.2f} h")
     elif args.command == "split":
         if args.test_speakers > 0 and not args.test:
