@@ -445,6 +445,15 @@ def build_parser() -> argparse.ArgumentParser:
     lh.add_argument("out", help="manifest to write (JSON lines)")
     lh.add_argument("--supervisions", help="the SupervisionSet that goes with a RecordingSet")
 
+    hf = sub.add_parser("hf", formatter_class=HelpFormatter,
+                        help="a local Hugging Face dataset (save_to_disk folder, Parquet files, audiofolder) to ours")
+    hf.add_argument("dataset", help="the dataset folder (or a .parquet file)")
+    hf.add_argument("out", help="manifest to write (JSON lines); audio held as bytes goes to OUT.audio/")
+    hf.add_argument("--text-column", default="text", help="column with the transcript (e.g. sentence)")
+    hf.add_argument("--audio-column", default="audio", help="column with the audio")
+    hf.add_argument("--speaker-column", help="column naming the speaker, kept as 'speaker'")
+    hf.add_argument("--split", help="which split of a dataset with several")
+
     s = sub.add_parser("split", formatter_class=HelpFormatter, help="split a manifest by speaker into train/dev(/test)")
     s.add_argument("manifest", help="manifest with a \"speaker\" key per line")
     s.add_argument("--train", required=True, help="training manifest to write")
@@ -512,6 +521,13 @@ def main(argv: list[str] | None = None) -> int:
         write_manifest(args.out, utts, relative=False)
         print(f"{args.out}: {len(utts)} utterances, {len({u.extra.get('speaker') for u in utts})} speakers, "
               f"{sum(u.duration for u in utts) / 3600:.2f} h")
+    elif args.command == "hf":
+        from asr.hf import read_dataset
+
+        utts = read_dataset(args.dataset, Path(args.out).with_suffix(".audio"), args.text_column, args.audio_column,
+                            args.split, args.speaker_column)
+        write_manifest(args.out, utts, relative=False)
+        print(f"{args.out}: {len(utts)} utterances, {sum(u.duration for u in utts) / 3600:.2f} h")
     elif args.command == "split":
         if args.test_speakers > 0 and not args.test:
             args.test_speakers = 0
