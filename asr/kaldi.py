@@ -24,7 +24,7 @@ from pathlib import Path
 from asr.audio import AudioError, audio_info
 from asr.data import Utterance
 from asr.text import Vocabulary, describe_dropped
-from asr.utils import UserError, atomic_open, text_lines
+from asr.utils import UserError, atomic_open, progress, text_lines
 
 log = logging.getLogger(__name__)
 _ARK_OFFSET = re.compile(r"\.(ark|scp):\d+$")
@@ -206,7 +206,7 @@ def read_kaldi_dir(data_dir: str | os.PathLike, audio_root: str | os.PathLike | 
             raise KaldiError(f"{data_dir / 'wav.scp'}: utterance {key!r}: {e}") from None
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        durations = list(pool.map(duration, keys))
+        durations = list(progress(pool.map(duration, keys), len(keys), "reading audio headers"))
     return [_utterance(k, str(paths[k]), d, normalized[k], utt2spk.get(k, k), segments, data_dir)
             for k, d in zip(keys, durations)]
 

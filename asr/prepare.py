@@ -33,7 +33,7 @@ import soundfile as sf
 from asr.audio import audio_info, load_audio
 from asr.data import Utterance, read_manifest, write_manifest
 from asr.text import Vocabulary
-from asr.utils import HelpFormatter, UserError, atomic_open, run_cli, text_lines
+from asr.utils import HelpFormatter, UserError, atomic_open, progress, run_cli, text_lines
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +315,8 @@ def read_librispeech_subset(subset_dir: str | os.PathLike, workers: int = 8) -> 
     if not items:
         raise PrepareError(f"{root}: no <speaker>/<chapter>/*.trans.txt transcripts; pass LibriSpeech/<subset>")
     with ThreadPoolExecutor(workers) as pool:
-        durations = list(pool.map(lambda it: audio_info(it[1])[0], items))
+        durations = list(progress(pool.map(lambda it: audio_info(it[1])[0], items), len(items),
+                                  "reading audio headers"))
     return [Utterance(uid, str(audio), d, text, {"speaker": spk, "chapter": chapter})
             for (uid, audio, text, spk, chapter), d in zip(items, durations)]
 

@@ -141,6 +141,16 @@ class HelpFormatter(argparse.HelpFormatter):
         return text
 
 
+def progress(items, total: int, what: str):
+    """``items`` passed through a tqdm bar on stderr when stderr is a terminal (long
+    preparation steps), untouched otherwise."""
+    if not sys.stderr.isatty():
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, total=total, desc=what, unit="file", file=sys.stderr, dynamic_ncols=True)
+
+
 def run_cli(main, argv=None) -> int:
     """Run ``main(argv)``; turn a :class:`UserError` into one line on stderr and exit 2."""
     with warnings.catch_warnings():  # a warning is one line too
