@@ -162,6 +162,10 @@ def run_cli(main, argv=None) -> int:
 def _run(main, argv) -> int:
     try:
         return main(argv) or 0
+    except BrokenPipeError:  # the reader went away (| head): stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush cannot raise again
+        return 128 + 13  # SIGPIPE
     except UserError as e:
         print(f"error: {escape_controls(one_line(e))}", file=sys.stderr)
         return 2

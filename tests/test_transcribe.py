@@ -268,3 +268,20 @@ def test_cuda_matches_cpu(ckpt, speech):
         assert a.text == b.text and a.duration == b.duration
         (c,) = transcribe_files(gpu, [path], device="cuda")  # bf16/fp16 autocast
         assert all(0 <= w.start <= w.end <= c.duration + 0.1 for w in c.words)
+
+
+def test_output_into_a_closed_pipe_ends_quietly(ckpt, speech, tmp_path):
+    import subprocess
+    import sys
+
+    d = tmp_path / "many"
+    d.mkdir()
+    for i in range(40):
+        (d / f"{i:02d}.wav").write_bytes(open(speech[i % len(speech)], "rb").read())
+    reader = "import sys; sys.stdin.readline()"  # reads one line, then closes the pipe
+    # one piece at a time (--batch-seconds 1), so output keeps coming after the reader has gone
+    command = (f"{sys.executable} -m asr.transcribe {d} --model {ckpt} --batch-seconds 1 --chunk-seconds 1 "
+               f"| {sys.executable} -c '{reader}'; exit ${{PIPESTATUS[0]}}")
+    proc = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=300, executable="/bin/bash")
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.returncode == 128 + 13  # as a Unix tool stopped by SIGPIPE
