@@ -1,5 +1,6 @@
 """Hugging Face datasets to manifests: a dataset saved with ``save_to_disk``, a folder of
-Parquet files, or an ``audiofolder``, with an audio column and a text column.
+Parquet files, or an ``audiofolder`` (audio files and a ``metadata.csv``/``.jsonl``, read
+directly), with an audio column and a text column.
 
 Audio is never decoded here (``Audio(decode=False)``): a file the dataset points to is
 referenced where it is; audio held as bytes is written once to ``OUT.audio/``. Nothing
@@ -41,7 +42,8 @@ def load_local(path: str | os.PathLike, split: str | None = None):
         files = [str(path)] if path.is_file() else sorted(str(p) for p in path.rglob("*.parquet"))
         data = datasets.load_dataset("parquet", data_files=files)
     else:
-        data = datasets.load_dataset("audiofolder", data_dir=str(path))
+        raise HFError(f"{path}: neither a save_to_disk folder nor Parquet files (nor an audiofolder with a "
+                      "metadata.csv or metadata.jsonl); point at the dataset's folder")
     if isinstance(data, datasets.DatasetDict):
         if split is None and len(data) == 1:
             split = next(iter(data))
@@ -56,6 +58,9 @@ def read_dataset(path: str | os.PathLike, out_audio: str | os.PathLike, text_col
                  speaker_column: str | None = None) -> list[Utterance]:
     """Utterances of a local Hugging Face dataset (see :func:`load_local`); audio held as
     bytes is written to ``out_audio/<row>.<ext>``."""
+    folder = Path(path)
+    if folder.is_dir() and _metadata_files(folder):
+        return read_audiofolder(folder, text_column, speaker_column, split)
     import datasets
 
     data = load_local(path, split)
@@ -79,6 +84,45 @@ def read_dataset(path: str | os.PathLike, out_audio: str | os.PathLike, text_col
         out.append(Utterance(f"{Path(path).name}-{i:06d}", str(file), duration, text, extra))
     if not out:
         raise HFError(f"{path}: the dataset has no rows")
+    return out
+
+
+def _metadata_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("metadata.*") if p.suffix in (".csv", ".jsonl"))
+
+
+def read_audiofolder(folder: Path, text_column: str = "text", speaker_column: str | None = None,
+                     split: str | None = None) -> list[Utterance]:
+    """An ``audiofolder``: audio files beside a ``metadata.csv``/``metadata.jsonl`` whose
+    ``file_name`` column names them (relative to the metadata file), read directly (the
+    ``datasets`` loader would decode every file, which needs torchcodec). ``split``: only
+    the metadata files under a folder of that name (``train/metadata.csv``)."""
+    import csv
+    import json
+
+    files = [m for m in _metadata_files(folder) if split is None or split in m.relative_to(folder).parts[:-1]]
+    out = []
+    for meta in files:
+        if meta.suffix == ".csv":
+            with open(meta, newline="", encoding="utf-8-sig") as f:
+                rows = list(csv.DictReader(f))
+        else:
+            rows = [json.loads(line) for line in meta.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+        for i, row in enumerate(rows, 2 if meta.suffix == ".csv" else 1):
+            where = f"{meta}:{i}"
+            missing = [c for c in ("file_name", text_column, speaker_column) if c and c not in row]
+            if missing:
+                raise HFError(f"{where}: no column {missing[0]!r}; the columns are {sorted(row)} "
+                              "(name them with --text-column / --speaker-column)")
+            audio = (meta.parent / row["file_name"]).resolve()
+            try:
+                duration = audio_info(audio)[0]
+            except AudioError as e:
+                raise HFError(f"{where}: {e}") from None
+            extra = {"speaker": str(row[speaker_column])} if speaker_column else {}
+            out.append(Utterance(f"{folder.name}-{len(out):06d}", str(audio), duration, str(row[text_column]), extra))
+    if not out:
+        raise HFError(f"{folder}: no rows in its metadata files" + (f" for split {split!r}" if split else ""))
     return out
 
 

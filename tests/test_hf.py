@@ -59,3 +59,15 @@ def test_parquet_with_paths_references_the_files_and_columns_are_checked(tmp_pat
     assert run_cli(main, ["hf", str(tmp_path / "pq"), str(out), "--text-column", "transcript"]) == 2
     err = capsys.readouterr().err
     assert "no column 'transcript'" in err and "sentence" in err and "Traceback" not in err
+
+
+def test_an_audiofolder_with_a_metadata_file_converts(tmp_path):
+    folder = tmp_path / "af"
+    folder.mkdir()
+    paths = _clips(folder, 2)[:2]
+    (folder / "metadata.csv").write_text("file_name,sentence\nclip0.wav,first clip\nclip1.wav,second clip\n")
+    out = tmp_path / "m.jsonl"
+    assert run_cli(main, ["hf", str(folder), str(out), "--text-column", "sentence"]) == 0
+    utts = sorted(read_manifest(out), key=lambda u: u.text)
+    assert [(u.text, round(u.duration, 2)) for u in utts] == [("first clip", 0.5), ("second clip", 0.75)]
+    assert [u.audio_filepath for u in utts] == paths  # referenced where they are
