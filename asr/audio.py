@@ -219,6 +219,11 @@ def _spool(stream, name: str, what: str):
     return spool
 
 
+def audio_suffix(data: bytes, default: str = ".wav") -> str:
+    """The file extension for encoded audio ``data`` by its magic bytes (FLAC, Ogg, WAV)."""
+    return {b"fLaC": ".flac", b"OggS": ".ogg", b"RIFF": ".wav"}.get(data[:4], default)
+
+
 class AudioWarning(UserWarning):
     """Audio that can be used, but not as its header describes it."""
 

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset, Sampler
 
 from asr.audio import load_audio
 from asr.text import DEFAULT_CHARS, Vocabulary, describe_dropped
-from asr.utils import UserError, atomic_open
+from asr.utils import UserError, atomic_open, text_lines
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,12 @@ def read_manifest(path: str | os.PathLike, check_files: bool = True) -> list[Utt
     if not out:
         raise ManifestError(f"{path}: manifest has no utterances")
     return out
+
+
+def manifest_lines(path: str | os.PathLike) -> list[tuple[int, str]]:
+    """``(line number, line)`` of each non-blank line of a manifest: line ``i`` belongs to
+    the ``i``-th utterance :func:`read_manifest` returns."""
+    return [(n, line) for n, line in enumerate(text_lines(path, "manifest"), 1) if line.strip()]
 
 
 def read_manifests(paths: str, check_files: bool = True) -> list[Utterance]:

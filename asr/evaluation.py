@@ -14,13 +14,14 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from asr.audio import AudioError, audio_info
-from asr.data import AudioDataset, Batch, DurationBatchSampler, Utterance, collate, read_manifest
+from asr.data import (AudioDataset, Batch, DurationBatchSampler, Utterance, collate, manifest_lines,
+                      read_manifest)
 from asr.decoding import Decoder, GreedyDecoder, add_decoder_arguments, decoder_from_args
 from asr.metrics import ErrorRates, error_rates, word_edits
 from asr.recognizer import Recognizer
 from asr.text import DEFAULT_CHARS, Vocabulary, describe_dropped
 from asr.utils import (HelpFormatter, UserError, atomic_open, autocast_dtype, check_writable, resolve_device,
-                       run_cli, text_lines)
+                       run_cli)
 
 
 def batch_loader(utterances: Sequence[Utterance], recognizer: Recognizer, max_batch_seconds: float = 200.0,
@@ -141,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 def readable(manifest, utterances: list[Utterance], skip: bool) -> list[Utterance]:
     """The utterances whose audio header can be read. One that cannot is an error naming
     ``manifest:line`` (before any work), or with ``skip`` a warning, and is left out."""
-    lines = [i for i, line in enumerate(text_lines(manifest, "manifest"), 1) if line.strip()]
+    lines = [n for n, _ in manifest_lines(manifest)]
     kept, bad = [], []
     for lineno, u in zip(lines, utterances):
         try:
@@ -184,7 +185,7 @@ def score_hypotheses(manifest, key: str, vocab: Vocabulary) -> Evaluation:
     ``asr-transcribe --output-manifest`` writes) against its ``text``, both normalised
     with ``vocab``; no model, no audio."""
     utterances = read_manifest(manifest, check_files=False)
-    lines = [i for i, line in enumerate(text_lines(manifest, "manifest"), 1) if line.strip()]
+    lines = [n for n, _ in manifest_lines(manifest)]
     missing = [n for n, u in zip(lines, utterances) if not isinstance(u.extra.get(key), str)]
     if missing:
         raise UserError(f"{manifest}:{missing[0]}: no {key!r} text ({len(missing)} lines lack it); write the "

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from asr.audio import AudioError, audio_info
+from asr.audio import AudioError, audio_info, audio_suffix
 from asr.data import Utterance
 from asr.utils import UserError, atomic_open
 
@@ -129,8 +129,7 @@ def read_audiofolder(folder: Path, text_column: str = "text", speaker_column: st
 def _audio_file(audio: dict, out_audio: Path, index: int, where: str) -> Path:
     if audio.get("bytes"):
         data = audio["bytes"]
-        suffix = {b"fLaC": ".flac", b"OggS": ".ogg", b"RIFF": ".wav"}.get(data[:4]) or \
-            Path(audio.get("path") or "x.wav").suffix or ".wav"
+        suffix = audio_suffix(data, Path(audio.get("path") or "x.wav").suffix or ".wav")
         target = out_audio / f"{index:06d}{suffix}"
         with atomic_open(target, "wb") as f:
             f.write(data)

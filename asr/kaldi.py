@@ -21,7 +21,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from asr.audio import AudioError, audio_info
+from asr.audio import AudioError, audio_info, audio_suffix
 from asr.data import Utterance
 from asr.text import Vocabulary, describe_dropped
 from asr.utils import UserError, atomic_open, progress, text_lines
@@ -97,8 +97,7 @@ def run_pipe(command: str, out_dir: Path, key: str, where: str) -> Path:
         reason = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
         raise KaldiError(f"{where}: the command for {key!r} failed (exit {done.returncode}: {reason[0][:120]}): "
                          f"{command}")
-    suffix = {b"fLaC": ".flac", b"OggS": ".ogg", b"RIFF": ".wav"}.get(done.stdout[:4], ".wav")
-    target = out_dir / f"{key}{suffix}"
+    target = out_dir / f"{key}{audio_suffix(done.stdout)}"
     with atomic_open(target, "wb") as f:
         f.write(done.stdout)
     return target.resolve()

@@ -30,11 +30,12 @@ import torch
 
 from asr.align import Word, align_words
 from asr.audio import AudioError, find_audio_files, load_audio, open_audio
+from asr.data import manifest_lines, read_manifest
 from asr.decoding import Decoder, GreedyDecoder, Hypothesis, add_decoder_arguments, decoder_from_args
 from asr.formats import FORMATS, SINGLE_INPUT, Transcript, render
 from asr.segment import Chunk, split_chunks
 from asr.utils import (HelpFormatter, UserError, atomic_open, autocast_dtype, check_writable, escape_controls,
-                       resolve_device, run_cli, text_lines)
+                       resolve_device, run_cli)
 
 MANIFEST_SUFFIXES = (".json", ".jsonl")
 
@@ -59,8 +60,6 @@ def expand_inputs(items: Sequence[str]) -> list[Input]:
     """Files stay files; directories become their audio files (recursively, by
     extension); ``.json``/``.jsonl`` files are NeMo manifests; ``-`` is standard input.
     Output names are made unique."""
-    from asr.data import read_manifest
-
     out: list[Input] = []
     for item in items:
         p = Path(item)
@@ -74,7 +73,7 @@ def expand_inputs(items: Sequence[str]) -> list[Input]:
         elif p.suffix.lower() in MANIFEST_SUFFIXES and p.is_file():
             try:
                 utts = read_manifest(p, check_files=False)
-                rows = [json.loads(line) for line in text_lines(p, "manifest") if line.strip()]
+                rows = [json.loads(line) for _, line in manifest_lines(p)]
             except UserError as e:
                 out.append(Input(item, item, "", e))
                 continue
