@@ -57,19 +57,10 @@ def config_to_object(cfg):
 def unknown_keys(cfg, schema) -> list[str]:
     """Keys of the composed ``cfg`` that the ``schema`` dataclass does not have (e.g. from a
     misspelt ``+model.hiden_size=32``), as dotted paths."""
-    from omegaconf import DictConfig, OmegaConf
+    from omegaconf import OmegaConf
 
-    def walk(node, known, prefix: str) -> list[str]:
-        out = []
-        for key in node.keys():
-            path = f"{prefix}{key}"
-            if key not in known.keys():
-                out.append(path)
-            elif OmegaConf.is_dict(known._get_node(key)) and OmegaConf.is_dict(node._get_node(key)):
-                out += walk(node[key], known[key], path + ".")
-        return out
-
-    return walk(cfg, OmegaConf.structured(schema), "")
+    known = {k for k, _ in _walk_keys(OmegaConf.structured(schema))}
+    return [k for k, _ in _walk_keys(cfg) if k not in known]
 
 
 def _refuse_unknown(cfg, schema) -> None:
