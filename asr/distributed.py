@@ -8,7 +8,7 @@ place from the environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_A
 
 NCCL is used on CUDA, gloo on the CPU. Without ``torchrun`` (no ``WORLD_SIZE`` in the
 environment) everything here degrades to the single-process case and no process group
-is created.
+is created; ``torchrun --nproc-per-node 1`` makes a group of one (its collectives run).
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ class Context:
 
 
 def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    """True under ``torchrun`` (which sets ``TORCHELASTIC_RUN_ID``), one process included, or
+    with a ``WORLD_SIZE`` above 1 from another launcher."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def init(device_name: str = "auto", timeout_s: float = 1800.0) -> tuple[Context, torch.device]:

@@ -117,8 +117,9 @@ class LogMel(nn.Module):
             spec = self.mel.spectrogram(centered)  # (batch, freqs, frames) complex
             power = self.mel.mel_scale(spec.real.square() + spec.imag.square())  # (batch, n_mels, frames)
             feats = power.clamp_min(1e-10).log().transpose(1, 2)  # (batch, frames, n_mels)
-        frames = self.frame_lengths(lengths).clamp_max(feats.shape[1])
-        mask = (torch.arange(feats.shape[1], device=feats.device)[None, :] < frames[:, None]).unsqueeze(-1)
+        frames = self.frame_lengths(lengths).clamp_max(feats.shape[1])  # on the device of lengths
+        mask = (torch.arange(feats.shape[1], device=feats.device)[None, :] < frames.to(feats.device)[:, None])
+        mask = mask.unsqueeze(-1)
         return feats, frames, mask
 
     def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

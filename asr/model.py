@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -70,15 +71,31 @@ class BiRNNCTC(nn.Module):
         total = x.shape[1]
         if pack:
             x = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        for i, (rnn, norm) in enumerate(zip(self.rnns, self.norms)):
-            if i:
-                x = _map(x, self.dropout)
-            x, _ = rnn(x)
-            x = _map(x, norm)
+        with rnn_precision(x.device if isinstance(x, torch.Tensor) else x.data.device):
+            for i, (rnn, norm) in enumerate(zip(self.rnns, self.norms)):
+                if i:
+                    x = _map(x, self.dropout)
+                x, _ = rnn(x)
+                x = _map(x, norm)
         if pack:
             x, _ = pad_packed_sequence(x, batch_first=True, total_length=total)
         logits = self.classifier(self.dropout(x))  # (batch, steps, vocab)
         return logits.float().log_softmax(-1), lengths
+
+
+def rnn_precision(device: torch.device) -> contextlib.AbstractContextManager:
+    """The autocast state for the recurrent layers on ``device``.
+
+    cuDNN's autocast wrapper runs RNNs in float16 whatever dtype autocast asks for, so under
+    bf16 autocast they would run in fp16 without a loss scale and their small gradients
+    would round to zero (README, "Mixed precision"). There the recurrent layers run in
+    float32 instead (autocast off); under fp16 autocast (with the grad scaler) and on the
+    CPU they follow autocast.
+    """
+    kind = device.type
+    if kind == "cuda" and torch.is_autocast_enabled(kind) and torch.get_autocast_dtype(kind) == torch.bfloat16:
+        return torch.autocast(kind, enabled=False)
+    return contextlib.nullcontext()
 
 
 def _map(x: torch.Tensor | PackedSequence, fn: nn.Module) -> torch.Tensor | PackedSequence:

@@ -62,7 +62,7 @@ class TrainConfig:
     epochs: int = 20
     max_steps: int = 0  # stop after this many optimizer steps (0: no limit)
     device: str = "auto"
-    precision: str = "auto"  # auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16, fp16
+    precision: str = "auto"  # auto (CUDA: bf16 with fp32 RNNs, or fp16 + grad scaler before Ampere; CPU: fp32), fp32, bf16, fp16
     resume: bool = False  # continue the run in exp_dir from its newest good checkpoint
     overwrite: bool = False  # exp_dir holds another run: move it into exp_dir/replaced-<time>/ and start afresh
     log_every: int = 25
@@ -223,8 +223,9 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, device: torch.device, sto
         recognizer.features.fit_global_stats((b.waves, b.wave_lengths) for b in stats)
     model = recognizer.model
     if ctx.enabled:  # gradients averaged over ranks; weights start equal (broadcast from rank 0)
-        model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+        # device_ids=None: the model sits on one device already, and DDP would otherwise copy
+        # the CPU frame lengths to the GPU (then packing would wait to copy them back).
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=None)
         seed_everything(cfg.seed + 1_000_003 * ctx.rank)  # each rank its own dropout/masking draws
     total_steps = cfg.epochs * len(sampler)
     if cfg.max_steps:
@@ -234,7 +235,7 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, device: torch.device, sto
     ctc = torch.nn.CTCLoss(blank=vocab.blank, reduction="mean", zero_infinity=True)
     n_params = sum(p.numel() for p in recognizer.parameters())
     log.info("model: %s, %.2fM parameters, device %s, precision %s%s", cfg.model.rnn_type, n_params / 1e6,
-             device, amp_dtype or "fp32", f", {ctx.world_size} ranks (DDP)" if ctx.enabled else "")
+             device, amp_dtype or "fp32", _group_description(ctx))
 
     # Where we are: epoch, batches consumed in it, optimizer steps, early-stopping and
     # bad-step counters, the epoch's running loss. Saved in every checkpoint.
@@ -376,16 +377,23 @@ def train_step(recognizer: Recognizer, model: torch.nn.Module, spec_augment: tor
     """
     optimizer.zero_grad(set_to_none=True)
     waves = batch.waves.to(device, non_blocking=True)  # (batch, samples)
-    wave_lengths = batch.wave_lengths.to(device, non_blocking=True)
+    # Lengths stay on the CPU: sequence packing and the CTC loss read them there, so lengths
+    # on the GPU would cost two GPU -> CPU synchronisations a step.
     with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-        feats, frames = recognizer.features(waves, wave_lengths)  # (batch, frames, n_mels)
+        feats, frames = recognizer.features(waves, batch.wave_lengths)  # (batch, frames, n_mels), frames on the CPU
         log_probs, lengths = model(spec_augment(feats), frames)  # (batch, steps, vocab)
     loss = ctc(log_probs.float().transpose(0, 1), batch.targets.to(device, non_blocking=True), lengths,
-               batch.target_lengths.to(device, non_blocking=True))
+               batch.target_lengths)
     scaler.scale(loss).backward()
     scaler.unscale_(optimizer)
     grad_norm = torch.nn.utils.clip_grad_norm_(recognizer.model.parameters(), grad_clip)
     return loss, grad_norm
+
+
+def _group_description(ctx) -> str:
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return ""
+    return f", rank {ctx.rank} of {ctx.world_size} ({torch.distributed.get_backend()}{', DDP' if ctx.enabled else ''})"
 
 
 def _early_stop(cfg: TrainConfig, progress: dict) -> bool:

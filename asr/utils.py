@@ -219,15 +219,25 @@ def cuda_problem() -> str | None:
 
 
 def autocast_dtype(device, precision: str = "auto"):
-    """The mixed-precision dtype for ``device``, or None for float32. ``auto`` is bf16 on a
-    CUDA device that supports it, fp16 on an older one, float32 on the CPU."""
+    """The mixed-precision dtype for ``device``, or None for float32.
+
+    ``auto`` is float32 on the CPU; on CUDA it is bf16 where the GPU has it natively
+    (Ampere and newer), else fp16 (training adds the grad scaler for fp16). Under bf16 the
+    recurrent layers run in float32 (:func:`asr.model.rnn_precision`: cuDNN would run them
+    in fp16 without a loss scale and flush most of their gradients); measured on an H200
+    that is also the fastest of the four ways (README, "Mixed precision"). ``bf16`` asked for
+    on a GPU that would only emulate it (T4-class) is refused.
+    """
     import torch
 
     if precision not in PRECISIONS:
         raise UserError(f"precision={precision!r}; expected one of {PRECISIONS}")
     if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
         return None
+    native_bf16 = device.type != "cuda" or torch.cuda.is_bf16_supported(including_emulation=False)
     if precision == "auto":
-        # including_emulation=False: T4-class GPUs emulate bf16 (slowly); they get fp16 + the grad scaler.
-        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+        return torch.bfloat16 if native_bf16 else torch.float16
+    if precision == "bf16" and not native_bf16:
+        raise UserError(f"precision=bf16 but {torch.cuda.get_device_name(device)} has no native bf16 "
+                        "(it would be emulated, slowly); use precision=fp16 or precision=auto")
     return torch.bfloat16 if precision == "bf16" else torch.float16

@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from asr.data import AudioDataset, DurationBatchSampler, collate, read_manifest  # noqa: E402
 from asr.features import FeatureConfig  # noqa: E402
-from asr.model import ModelConfig  # noqa: E402
+from asr.model import ModelConfig, rnn_precision  # noqa: E402
 from asr.optim import OptimConfig, build_optimizer  # noqa: E402
 from asr.recognizer import Recognizer  # noqa: E402
 from asr.text import Vocabulary  # noqa: E402
@@ -63,29 +63,34 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def main() -> None:
-    args = parse_args()
-    torch.set_num_threads(args.threads)
+def measure(manifest: str, hidden: int = 192, layers: int = 2, n_mels: int = 64, subsample: int = 3,
+            dropout: float = 0.1, device: str = "cpu", precision: str = "fp32", batches: int = 6, repeats: int = 5,
+            max_batch_seconds: float = 100.0, max_batch_size: int = 64) -> dict:
+    """Seconds of audio trained per second: the full step and the bare kernel, interleaved.
+
+    Returns ``full``/``bare`` (rates, best repetition), ``ratio`` (full / bare),
+    ``ratio_median``, ``cpu_ratio`` (bare / full thread CPU seconds), ``audio_s``,
+    ``padding``, ``load_rate`` and the ``times`` of each repetition.
+    """
     torch.manual_seed(0)
-    device = resolve_device(args.device)
-    amp_dtype = autocast_dtype(device, args.precision)
+    device = resolve_device(device)
+    amp_dtype = autocast_dtype(device, precision)
 
     vocab = Vocabulary()
-    feature_cfg = FeatureConfig(n_mels=args.n_mels)
-    model_cfg = ModelConfig(hidden_size=args.hidden, num_layers=args.layers, subsample=args.subsample,
-                            dropout=args.dropout)
-    utts = read_manifest(args.manifest)
-    sampler = DurationBatchSampler([u.duration for u in utts], args.max_batch_seconds, 64, shuffle=True, seed=1)
+    feature_cfg = FeatureConfig(n_mels=n_mels)
+    model_cfg = ModelConfig(hidden_size=hidden, num_layers=layers, subsample=subsample, dropout=dropout)
+    utts = read_manifest(manifest)
+    sampler = DurationBatchSampler([u.duration for u in utts], max_batch_seconds, max_batch_size, shuffle=True, seed=1)
     loader = DataLoader(AudioDataset(utts, vocab, feature_cfg.sample_rate), batch_sampler=sampler,
                         collate_fn=collate, num_workers=1, pin_memory=device.type == "cuda")
     start = time.perf_counter()
-    batches = []
+    loaded = []
     for batch in loader:
-        batches.append(batch)
-        if len(batches) == args.batches:
+        loaded.append(batch)
+        if len(loaded) == batches:
             break
     load_s = time.perf_counter() - start
-    audio_s = sum(b.wave_lengths.sum().item() for b in batches) / feature_cfg.sample_rate
+    audio_s = sum(b.wave_lengths.sum().item() for b in loaded) / feature_cfg.sample_rate
 
     # The full training step, as asr.train.train runs it.
     recognizer = Recognizer(feature_cfg, model_cfg, vocab).to(device).train()
@@ -100,22 +105,23 @@ def main() -> None:
         scaler.update()
         scheduler.step()
 
-    # The bare kernel on the same encoder shapes.
-    lstm = torch.nn.LSTM(args.n_mels * args.subsample, args.hidden, num_layers=args.layers, batch_first=True,
+    # The bare kernel on the same encoder shapes, in the precision the model's RNN runs in.
+    lstm = torch.nn.LSTM(n_mels * subsample, hidden, num_layers=layers, batch_first=True,
                          bidirectional=True).to(device)
     shapes = []
-    for b in batches:
+    for b in loaded:
         frames = feature_cfg.num_frames(b.waves.shape[1])
-        shapes.append((b.waves.shape[0], -(-frames // args.subsample)))
-    inputs = [torch.randn(n, t, args.n_mels * args.subsample, device=device) for n, t in shapes]
+        shapes.append((b.waves.shape[0], -(-frames // subsample)))
+    inputs = [torch.randn(n, t, n_mels * subsample, device=device) for n, t in shapes]
 
     def bare(x) -> None:
         lstm.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            y, _ = lstm(x)
+            with rnn_precision(device):
+                y, _ = lstm(x)
         y.float().sum().backward()
 
-    for batch, x in zip(batches, inputs):  # warm-up (allocator, kernels)
+    for batch, x in zip(loaded, inputs):  # warm-up (allocator, kernels)
         full(batch), bare(x)
     # Interleaved batch by batch (full, bare, full, bare, ...): load from other processes
     # falls on both sides alike. Per side, the fastest of the repetitions is kept.
@@ -123,9 +129,9 @@ def main() -> None:
     # the waiting that other processes cause, so its ratio is the steadier cross-check.
     times: dict[str, list[float]] = {"full": [], "bare": []}
     cpu = {"full": 0.0, "bare": 0.0}
-    for _ in range(args.repeats):
+    for _ in range(repeats):
         total = {"full": 0.0, "bare": 0.0}
-        for batch, x in zip(batches, inputs):
+        for batch, x in zip(loaded, inputs):
             for name, fn, arg in (("full", full, batch), ("bare", bare, x)):
                 sync(device)
                 t, c = time.perf_counter(), time.thread_time()
@@ -135,22 +141,30 @@ def main() -> None:
                 cpu[name] += time.thread_time() - c
         for name in total:
             times[name].append(total[name])
+    padded_s = sum(b.waves.numel() for b in loaded) / feature_cfg.sample_rate
+    full_rate, bare_rate = audio_s / min(times["full"]), audio_s / min(times["bare"])
+    return {"device": str(device), "precision": str(amp_dtype or "fp32"), "batches": len(loaded), "audio_s": audio_s,
+            "padding": 1 - audio_s / padded_s, "full": full_rate, "bare": bare_rate, "ratio": full_rate / bare_rate,
+            "ratio_median": statistics.median(times["bare"]) / statistics.median(times["full"]),
+            "cpu_ratio": cpu["bare"] / cpu["full"], "load_rate": audio_s / load_s, "times": times}
 
-    full_rate = audio_s / min(times["full"])
-    bare_rate = audio_s / min(times["bare"])
-    padded_s = sum(b.waves.numel() for b in batches) / feature_cfg.sample_rate
-    print(f"device {device}, precision {amp_dtype or 'fp32'}, threads {torch.get_num_threads()}; "
-          f"{len(batches)} batches, {audio_s:.1f} s of audio, padding {100 * (1 - audio_s / padded_s):.1f}%; "
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    r = measure(args.manifest, args.hidden, args.layers, args.n_mels, args.subsample, args.dropout, args.device,
+                args.precision, args.batches, args.repeats, args.max_batch_seconds)
+    print(f"device {r['device']}, precision {r['precision']}, threads {torch.get_num_threads()}; "
+          f"{r['batches']} batches, {r['audio_s']:.1f} s of audio, padding {100 * r['padding']:.1f}%; "
           f"model {args.layers}x{args.hidden} BiLSTM on {args.n_mels}x{args.subsample} features")
-    for name, label, rate in (("full", "full asr-train step ", full_rate), ("bare", "bare nn.LSTM fwd+bwd", bare_rate)):
-        print(f"{label}: {rate:8.1f} s audio / s   (best of {args.repeats}: {min(times[name]):.3f} s, "
+    times = r["times"]
+    for name, label in (("full", "full asr-train step "), ("bare", "bare nn.LSTM fwd+bwd")):
+        print(f"{label}: {r[name]:8.1f} s audio / s   (best of {args.repeats}: {min(times[name]):.3f} s, "
               f"median {statistics.median(times[name]):.3f} s)")
-    ratio_median = statistics.median(times["bare"]) / statistics.median(times["full"])
-    print(f"ratio full / bare   : {full_rate / bare_rate:8.1%}   (target >= 85%; from medians {ratio_median:.1%})")
-    if device.type == "cpu" and torch.get_num_threads() == 1:
-        print(f"ratio of CPU time   : {cpu['bare'] / cpu['full']:8.1%}   (bare / full thread CPU seconds, "
-              f"{cpu['bare']:.2f} / {cpu['full']:.2f})")
-    print(f"data loading (1 worker, first pass): {audio_s / load_s:8.1f} s audio / s")
+    print(f"ratio full / bare   : {r['ratio']:8.1%}   (target >= 90%; from medians {r['ratio_median']:.1%})")
+    if r["device"] == "cpu" and torch.get_num_threads() == 1:
+        print(f"ratio of CPU time   : {r['cpu_ratio']:8.1%}   (bare / full thread CPU seconds)")
+    print(f"data loading (1 worker, first pass): {r['load_rate']:8.1f} s audio / s")
 
 
 if __name__ == "__main__":

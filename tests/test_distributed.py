@@ -130,6 +130,7 @@ def test_agreement_check_names_the_differing_key(monkeypatch):
 
 def test_single_process_helpers_need_no_process_group(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
     ctx, device = distributed.init("cpu")
     assert ctx == distributed.Context() and ctx.is_main and not ctx.enabled and device.type == "cpu"
     x = torch.tensor([1.0, 3.0])

@@ -139,7 +139,7 @@ def test_features_stay_float32_under_autocast():
     assert feats.dtype == torch.float32
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_features_run_batched_on_cuda():
     lm = LogMel(FeatureConfig())
     lengths = torch.tensor([16000, 7000])

@@ -102,7 +102,34 @@ def test_output_is_float32_under_autocast():
     assert log_probs.dtype == torch.float32
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def _rnn_output_dtypes(model: BiRNNCTC, x, lengths, device: str, dtype) -> set:
+    seen = set()
+
+    def hook(module, args, out):
+        y = out[0]
+        seen.add((y.data if isinstance(y, nn.utils.rnn.PackedSequence) else y).dtype)
+
+    handles = [rnn.register_forward_hook(hook) for rnn in model.rnns]
+    with torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
+        log_probs, _ = model(x, lengths)
+    for h in handles:
+        h.remove()
+    assert log_probs.dtype == torch.float32
+    return seen
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype, expected", [(None, torch.float32), (torch.float16, torch.float16),
+                                             (torch.bfloat16, torch.float32)])
+def test_cuda_recurrent_layers_compute_dtype(dtype, expected):
+    """cuDNN would run the RNN in fp16 under bf16 autocast (no loss scale there): rnn_precision
+    keeps it in float32; under fp16 autocast (trained with the grad scaler) it is fp16."""
+    x, lengths = _features([12, 5, 8])
+    model = _model().cuda().train()
+    assert _rnn_output_dtypes(model, x.cuda(), lengths.cuda(), "cuda", dtype) == {expected}
+
+
+@pytest.mark.cuda
 def test_cuda_auto_packing_matches_the_cpu_packed_path():
     x, lengths = _features([12, 5, 8])
     cpu, _ = _model(pack="always")(x, lengths)

@@ -62,7 +62,7 @@ def test_a_mismatched_checkpoint_is_a_checkpoint_error(corrupt):
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_from_checkpoint_to_cuda():
     rec = tiny_recognizer().eval()
     gpu = Recognizer.from_checkpoint(rec.describe(), "cuda")

@@ -256,7 +256,7 @@ def test_progress_bar_and_nbest(ckpt, speech, capsys):
     assert scores == sorted(scores, reverse=True) and len({h["text"] for h in rec["nbest"]}) == len(scores)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_cuda_matches_cpu(ckpt, speech):
     from asr.transcribe import load_recognizer
 
