@@ -32,25 +32,34 @@ class DownloadError(UserError):
 
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
     """Hex digest of a file, read in chunks."""
-    h = hashlib.new(algorithm)
+    return file_digests(path, [algorithm])[algorithm]
+
+
+def file_digests(path: str | os.PathLike, algorithms) -> dict[str, str]:
+    """Hex digests of a file under each of ``algorithms``, in one pass over it (archives of
+    tens of GB are read once however many checksums they are checked against)."""
+    hashes = {name: hashlib.new(name) for name in algorithms}
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
+            for h in hashes.values():
+                h.update(block)
+    return {name: h.hexdigest() for name, h in hashes.items()}
 
 
-def _expected(sha256: str | None, md5: str | None) -> tuple[str, str] | None:
-    if sha256:
-        return "sha256", sha256.lower()
-    if md5:
-        return "md5", md5.lower()
-    return None
+def _expected(sha256: str | None, md5: str | None) -> dict[str, str]:
+    """The checksums to check, by algorithm (both when both are given: a cross-check of the
+    pinned sha256 against the MD5 the corpus publishes)."""
+    return {name: value.lower() for name, value in (("sha256", sha256), ("md5", md5)) if value}
+
+
+def _mismatches(path: str | os.PathLike, want: dict[str, str]) -> list[str]:
+    got = file_digests(path, want) if want else {}
+    return [f"its {name} is {got[name]}, expected {want[name]}" for name in want if got[name] != want[name]]
 
 
 def verify(path: str | os.PathLike, sha256: str | None = None, md5: str | None = None) -> bool:
-    """True when ``path`` matches the given checksum (sha256 preferred; True if none given)."""
-    want = _expected(sha256, md5)
-    return want is None or file_digest(path, want[0]) == want[1]
+    """True when ``path`` matches every checksum given (True if none is given)."""
+    return not _mismatches(path, _expected(sha256, md5))
 
 
 def _open_url(url: str, start: int, timeout: float):
@@ -117,17 +126,17 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None, md5: 
     dest.parent.mkdir(parents=True, exist_ok=True)
     want = _expected(sha256, md5)
     if dest.is_file():
-        if verify(dest, sha256, md5):
+        wrong = _mismatches(dest, want)
+        if not wrong:
             return dest
-        raise DownloadError(f"{dest}: exists but its {want[0]} is not {want[1]}; delete it to download again")
+        raise DownloadError(f"{dest}: exists but {'; '.join(wrong)}; delete it to download again")
     part = dest.with_name(dest.name + ".part")
     fetch(url, part, timeout, progress)
-    if want is not None:
-        got = file_digest(part, want[0])
-        if got != want[1]:
-            part.unlink()
-            raise DownloadError(f"{url}: {want[0]} of the download is {got}, expected {want[1]}; "
-                                "the file was deleted, run again (or check the mirror)")
+    wrong = _mismatches(part, want)
+    if wrong:
+        part.unlink()
+        raise DownloadError(f"{url}: the download is wrong: {'; '.join(wrong)}; "
+                            "the file was deleted, run again (or check the mirror)")
     os.replace(part, dest)
     return dest
 

@@ -364,9 +364,22 @@ LIBRISPEECH_SHA256 = {
 }
 
 
+#: MD5 as OpenSLR publishes them (https://www.openslr.org/resources/12/md5sum.txt), checked
+#: beside the sha256: a pinned value mistyped here cannot pass both.
+LIBRISPEECH_MD5 = {
+    "dev-clean": "42e2234ba48799c1f50f24a7926300a1",
+    "dev-other": "c8d0bcc9cca99d4f8b62fcc847357931",
+    "test-clean": "32fa31d27d2e1cad72775fee3f4849a9",
+    "test-other": "fb5a50374b501bb3bac4815ee91d3135",
+    "train-clean-100": "2a93770f6d5c6c964bc36631d331a522",
+    "train-clean-360": "c0e676e450a7ff2f54aeade5171606fa",
+    "train-other-500": "d1a0fd59409feb2c614ce4d30c387708",
+}
+
+
 def download_librispeech(dest_dir: str | os.PathLike, subsets: Sequence[str],
                          url: str = LIBRISPEECH_URL) -> Path:
-    """Download, verify (sha256) and unpack LibriSpeech subsets; return ``dest_dir/LibriSpeech``.
+    """Download, verify (pinned sha256 and OpenSLR's MD5) and unpack LibriSpeech subsets; return ``dest_dir/LibriSpeech``.
     Archives are deleted once unpacked."""
     from asr.download import download, extract
 
@@ -376,7 +389,8 @@ def download_librispeech(dest_dir: str | os.PathLike, subsets: Sequence[str],
             raise PrepareError(f"unknown LibriSpeech subset {subset!r}; expected one of {', '.join(LIBRISPEECH_SUBSETS)}")
         if (dest_dir / f".{subset}.tar.gz.extracted").exists():
             continue
-        archive = download(url.format(subset=subset), dest_dir / f"{subset}.tar.gz", sha256=LIBRISPEECH_SHA256[subset])
+        archive = download(url.format(subset=subset), dest_dir / f"{subset}.tar.gz", sha256=LIBRISPEECH_SHA256[subset],
+                           md5=LIBRISPEECH_MD5[subset])
         extract(archive, dest_dir)
         archive.unlink()
     return dest_dir / "LibriSpeech"

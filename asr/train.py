@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import signal
 import sys
 import threading
@@ -208,6 +209,7 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, device: torch.device, sto
     loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.data.num_workers,
                         pin_memory=device.type == "cuda", persistent_workers=cfg.data.num_workers > 0,
                         worker_init_fn=_ignore_sigint, generator=torch.Generator().manual_seed(cfg.seed))
+    _check_shared_memory(cfg)
     log.info("train: %d utterances (%.2f h), %d batches/epoch%s, padding %.1f%%; dev: %d utterances",
              len(train_utts), sum(u.duration for u in train_utts) / 3600, len(sampler),
              f" on each of {ctx.world_size} ranks" if ctx.enabled else "", 100 * sampler.padding_fraction(),
@@ -390,6 +392,27 @@ def train_step(recognizer: Recognizer, model: torch.nn.Module, spec_augment: tor
     return loss, grad_norm
 
 
+def shared_memory_needed(cfg: TrainConfig, prefetch: int = 2) -> int:
+    """Bytes of /dev/shm the loader workers fill: each holds ``prefetch`` batches of up to
+    ``max_batch_seconds`` of float32 audio (plus speed perturbation's 1/0.9 at most)."""
+    speed = 1 / min(cfg.augment.speeds) if cfg.augment.speeds else 1.0
+    return int(cfg.data.num_workers * prefetch * cfg.data.max_batch_seconds * speed * cfg.features.sample_rate * 4)
+
+
+def _check_shared_memory(cfg: TrainConfig, shm: str = "/dev/shm") -> None:
+    """Warn before the loader workers die of a small /dev/shm (containers default to 64 MB)."""
+    need = shared_memory_needed(cfg)
+    try:
+        have = shutil.disk_usage(shm).free
+    except OSError:
+        return
+    if cfg.data.num_workers and have < need:
+        log.warning("%s has %.0f MB free but %d loader workers may hold %.0f MB of batches there "
+                    "(data.max_batch_seconds=%g); give the container more (docker run --shm-size=8g, or "
+                    "--ipc=host), or lower data.num_workers or data.max_batch_seconds", shm, have / 2**20,
+                    cfg.data.num_workers, need / 2**20, cfg.data.max_batch_seconds)
+
+
 def _group_description(ctx) -> str:
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         return ""
@@ -517,7 +540,10 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # One state per GPU the saving process saw; a machine with fewer GPUs restores those
+        # it has (each rank draws on its own device only).
+        for index, cuda_state in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
 
 
 class MetricsLog:

@@ -12,9 +12,9 @@ shared), one process each, then with ``--workers`` processes each. ``asr.beam`` 
 most likely tokens per frame (its default); the "all tokens" row tries every one.
 
 pyctcdecode is a benchmark-only dependency. Its metadata pins numpy<2 (pip would downgrade
-the project's numpy) but it runs with numpy 2 and imports only pygtrie and kenlm, so::
-
-    pip install --no-deps pyctcdecode pygtrie kenlm
+the project's numpy) but it runs with numpy 2 and imports only pygtrie and kenlm, so it is
+not a package extra; ``make bench-deps`` installs the three into ``.venv`` without their
+pins (``pip install --no-deps pyctcdecode pygtrie kenlm``).
 """
 
 from __future__ import annotations
@@ -53,7 +53,10 @@ def outputs(recognizer, manifest):
 
 
 def pyctc_decoder(vocab, lm, alpha, beta):
-    from pyctcdecode import build_ctcdecoder
+    try:
+        from pyctcdecode import build_ctcdecoder
+    except ImportError:
+        sys.exit("error: bench/decode.py compares with pyctcdecode, which is not installed; run make bench-deps")
 
     unigrams = [w for w in arpa_unigrams(lm) if w not in ("<s>", "</s>", "<unk>")]
     return build_ctcdecoder(["", *vocab.tokens], kenlm_model_path=str(lm), unigrams=unigrams, alpha=alpha, beta=beta)

@@ -292,7 +292,11 @@ def test_download_checksum_mismatch_deletes_the_file(server, tmp_path):
         download(server, dest, sha256="0" * 64, progress=False)
     assert not dest.exists() and not (tmp_path / "f.bin.part").exists()
     md5 = hashlib.md5(_RangeHandler.payload).hexdigest()
-    assert download(server, dest, md5=md5, progress=False).read_bytes() == _RangeHandler.payload
+    sha = hashlib.sha256(_RangeHandler.payload).hexdigest()
+    with pytest.raises(DownloadError, match=f"its md5 is {md5}, expected 1111"):  # both given: both must match
+        download(server, dest, sha256=sha, md5="1" * 32, progress=False)
+    assert not dest.exists() and not (tmp_path / "f.bin.part").exists()
+    assert download(server, dest, sha256=sha, md5=md5, progress=False).read_bytes() == _RangeHandler.payload
     with pytest.raises(DownloadError, match="exists but"):
         download(server, dest, sha256="0" * 64, progress=False)
 
@@ -373,6 +377,9 @@ def test_download_librispeech_verifies_unpacks_and_prepares(tmp_path, monkeypatc
     with pytest.raises(DownloadError, match="sha256"):
         prep.download_librispeech(tmp_path / "dl", ["dev-clean"], url=url)
     monkeypatch.setitem(prep.LIBRISPEECH_SHA256, "dev-clean", file_digest(archive))
+    with pytest.raises(DownloadError, match="its md5 is .*, expected 42e2234b"):  # OpenSLR's MD5 cross-checks it
+        prep.download_librispeech(tmp_path / "dl", ["dev-clean"], url=url)
+    monkeypatch.setitem(prep.LIBRISPEECH_MD5, "dev-clean", file_digest(archive, "md5"))
     root = prep.download_librispeech(tmp_path / "dl", ["dev-clean"], url=url)
     assert not (tmp_path / "dl" / "dev-clean.tar.gz").exists()  # unpacked, then deleted
     assert len(prep.read_librispeech_subset(root / "dev-clean")) == 3

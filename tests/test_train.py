@@ -477,3 +477,39 @@ def test_resume_across_the_epoch_boundary_with_a_loader_worker_is_exact(tones, t
     assert a["progress"]["step"] == b["progress"]["step"] == 8
     for key, weight in a["state_dict"].items():
         assert torch.equal(weight, b["state_dict"][key]), key
+
+
+def test_resume_on_fewer_gpus_restores_the_ones_there(monkeypatch):
+    """A run saved on a node with 4 GPUs resumed on one: the one GPU's RNG state is
+    restored, the others are ignored (torch.cuda.set_rng_state_all raised IndexError)."""
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, index: restored.append((int(state[0]), index)))
+    state = asr.train.rng_state()
+    state["cuda"] = [torch.full((8,), i, dtype=torch.uint8) for i in range(4)]
+    asr.train.set_rng_state(state)
+    assert restored == [(0, 0)]
+
+
+def test_a_small_dev_shm_is_warned_about_before_training(monkeypatch, caplog):
+    """librispeech_100's loader (8 workers x 2 batches of 1,200 s, speeds down to 0.9) needs
+    about 1.3 GB of /dev/shm; a container's default 64 MB makes the workers die mid-epoch."""
+    import collections
+
+    cfg = TrainConfig(data=DataConfig(num_workers=8, max_batch_seconds=1200.0))
+    cfg.augment.speeds = [0.9, 1.0, 1.1]
+    need = asr.train.shared_memory_needed(cfg)
+    assert need == int(8 * 2 * 1200 / 0.9 * 16000 * 4)
+    usage = collections.namedtuple("usage", "total used free")
+    for free, warned in ((need + 1, False), (64 * 2**20, True)):  # the small one last (see below)
+        caplog.clear()
+        monkeypatch.setattr(asr.train.shutil, "disk_usage", lambda path, free=free: usage(free, 0, free))
+        with caplog.at_level("WARNING", logger="asr.train"):
+            asr.train._check_shared_memory(cfg)
+        assert ("64 MB free" in caplog.text and "--shm-size" in caplog.text) == warned
+    caplog.clear()
+    cfg.data.num_workers = 0  # no workers, no shared memory: 64 MB free is fine
+    with caplog.at_level("WARNING", logger="asr.train"):
+        asr.train._check_shared_memory(cfg)
+    assert "--shm-size" not in caplog.text
