@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import array
 import json
 import logging
 import math
 import os
-import random
+import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +64,12 @@ def read_manifest(path: str | os.PathLike, check_files: bool = True) -> list[Utt
     ManifestError
         naming ``file:line``, what is wrong and how to fix it.
     """
+    return [Utterance(*record) for record in _records(path, check_files)]
+
+
+def _records(path: str | os.PathLike, check_files: bool) -> Iterator[tuple]:
+    """``(id, audio path, duration, text, extra, offset)`` of each line, checked as
+    :func:`read_manifest` describes."""
     path = Path(path)
     if path.is_dir():
         raise ManifestError(f"{path}: is a directory; expected a JSON-lines manifest file "
@@ -69,54 +77,59 @@ def read_manifest(path: str | os.PathLike, check_files: bool = True) -> list[Utt
     if not path.is_file():
         raise ManifestError(f"{path}: manifest not found; expected a JSON-lines file "
                             '({"audio_filepath": ..., "duration": ..., "text": ...} per line)')
-    root = path.parent
-    out, seen = [], set()
+    seen = set()
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
-            where = f"{path}:{lineno}"
-            try:
-                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # a byte-order mark is fine
-            except UnicodeDecodeError:
-                raise ManifestError(f"{where}: not UTF-8 text; save the manifest as UTF-8") from None
-            if not line.strip():
+            record = _parse_line(raw, path, lineno, check_files)
+            if record is None:
                 continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ManifestError(f"{where}: not valid JSON ({e.msg}); each line must be one JSON object") from None
-            if not isinstance(rec, dict):
-                raise ManifestError(f"{where}: expected a JSON object, got {type(rec).__name__}")
-            missing = [k for k in ("audio_filepath", "duration", "text") if k not in rec]
-            if missing:
-                raise ManifestError(f"{where}: missing key(s) {', '.join(missing)}; "
-                                    "each line needs audio_filepath, duration and text")
-            audio, duration, text = rec.pop("audio_filepath"), rec.pop("duration"), rec.pop("text")
-            if not isinstance(audio, str) or not audio:
-                raise ManifestError(f"{where}: audio_filepath must be a non-empty string")
-            if isinstance(duration, bool) or not isinstance(duration, (int, float)) \
-                    or not math.isfinite(duration) or duration <= 0:
-                raise ManifestError(f"{where}: duration must be a positive number of seconds, got {duration!r}")
-            if not isinstance(text, str):
-                raise ManifestError(f"{where}: text must be a string, got {type(text).__name__}")
-            audio_path = Path(audio).expanduser()
-            if not audio_path.is_absolute():
-                audio_path = root / audio_path
-            if check_files and not audio_path.is_file():
-                raise ManifestError(f"{where}: audio file {audio_path} not found; "
-                                    "paths are resolved against the manifest's folder")
-            offset = rec.pop("offset", None)
-            if offset is not None and (isinstance(offset, bool) or not isinstance(offset, (int, float))
-                                       or not math.isfinite(offset) or offset < 0):
-                raise ManifestError(f"{where}: offset must be seconds >= 0 into the recording, got {offset!r}")
-            uid = str(rec.pop("id") if "id" in rec else rec.pop("utt_id", f"{path.stem}-{lineno}"))
-            if uid in seen:
-                raise ManifestError(f"{where}: duplicate id {uid!r}; ids must be unique")
-            seen.add(uid)
-            out.append(Utterance(uid, str(audio_path), float(duration), text, rec,
-                                 None if offset is None else float(offset)))
-    if not out:
+            if record[0] in seen:
+                raise ManifestError(f"{path}:{lineno}: duplicate id {record[0]!r}; ids must be unique")
+            seen.add(record[0])
+            yield record
+    if not seen:
         raise ManifestError(f"{path}: manifest has no utterances")
-    return out
+
+
+def _parse_line(raw: bytes, path: Path, lineno: int, check_files: bool) -> tuple | None:
+    where = f"{path}:{lineno}"
+    try:
+        line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # a byte-order mark is fine
+    except UnicodeDecodeError:
+        raise ManifestError(f"{where}: not UTF-8 text; save the manifest as UTF-8") from None
+    if not line.strip():
+        return None
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ManifestError(f"{where}: not valid JSON ({e.msg}); each line must be one JSON object") from None
+    if not isinstance(rec, dict):
+        raise ManifestError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+    missing = [k for k in ("audio_filepath", "duration", "text") if k not in rec]
+    if missing:
+        raise ManifestError(f"{where}: missing key(s) {', '.join(missing)}; "
+                            "each line needs audio_filepath, duration and text")
+    audio, duration, text = rec.pop("audio_filepath"), rec.pop("duration"), rec.pop("text")
+    if not isinstance(audio, str) or not audio:
+        raise ManifestError(f"{where}: audio_filepath must be a non-empty string")
+    if isinstance(duration, bool) or not isinstance(duration, (int, float)) \
+            or not math.isfinite(duration) or duration <= 0:
+        raise ManifestError(f"{where}: duration must be a positive number of seconds, got {duration!r}")
+    if not isinstance(text, str):
+        raise ManifestError(f"{where}: text must be a string, got {type(text).__name__}")
+    # os.path rather than pathlib: a few times faster, which counts at 281,241 lines.
+    audio_path = os.path.expanduser(audio) if audio.startswith("~") else audio
+    if not os.path.isabs(audio_path):
+        audio_path = os.path.join(path.parent, audio_path)
+    if check_files and not os.path.isfile(audio_path):
+        raise ManifestError(f"{where}: audio file {audio_path} not found; "
+                            "paths are resolved against the manifest's folder")
+    offset = rec.pop("offset", None)
+    if offset is not None and (isinstance(offset, bool) or not isinstance(offset, (int, float))
+                               or not math.isfinite(offset) or offset < 0):
+        raise ManifestError(f"{where}: offset must be seconds >= 0 into the recording, got {offset!r}")
+    uid = str(rec.pop("id") if "id" in rec else rec.pop("utt_id", f"{path.stem}-{lineno}"))
+    return uid, audio_path, float(duration), text, rec, None if offset is None else float(offset)
 
 
 def manifest_lines(path: str | os.PathLike) -> list[tuple[int, str]]:
@@ -134,18 +147,110 @@ def read_manifests(paths: str, check_files: bool = True) -> list[Utterance]:
     ManifestError
         as :func:`read_manifest` does, and for an id found in two of the manifests.
     """
-    out: list[Utterance] = []
+    return [Utterance(*record) for record in _records_of(paths, check_files)]
+
+
+def read_manifest_table(paths: str, check_files: bool = True) -> "UtteranceTable":
+    """:func:`read_manifests` into an :class:`UtteranceTable` (no object per utterance is
+    kept; ``extra`` keys are not): how training holds hundreds of thousands of utterances."""
+    return UtteranceTable.from_records(_records_of(paths, check_files))
+
+
+def _records_of(paths: str, check_files: bool) -> Iterator[tuple]:
     first: dict[str, str] = {}
     for path in (p.strip() for p in str(paths).split(",")):
         if not path:
             raise ManifestError(f"{paths!r}: empty manifest path in the comma-separated list")
-        for u in read_manifest(path, check_files):
-            if u.id in first:
-                raise ManifestError(f"{path}: id {u.id!r} is also in {first[u.id]}; ids must be unique "
+        for record in _records(path, check_files):
+            if record[0] in first:
+                raise ManifestError(f"{path}: id {record[0]!r} is also in {first[record[0]]}; ids must be unique "
                                     "across the manifests trained on together")
-            first[u.id] = path
-            out.append(u)
-    return out
+            first[record[0]] = path
+            yield record
+
+
+class _Strings:
+    """Many strings as one UTF-8 buffer and an offsets array (two objects, however many)."""
+
+    def __init__(self, blob: bytes, ends: np.ndarray):
+        self.blob, self.ends = blob, ends
+
+    @classmethod
+    def build(cls, strings: Iterable[str]) -> "_Strings":
+        blob, ends = bytearray(), []
+        for text in strings:
+            blob += text.encode()
+            ends.append(len(blob))
+        return cls(bytes(blob), np.asarray(ends, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def __getitem__(self, i: int) -> str:
+        start = int(self.ends[i - 1]) if i else 0
+        return self.blob[start:int(self.ends[i])].decode()
+
+    def take(self, indices: np.ndarray) -> "_Strings":
+        return _Strings.build(self[int(i)] for i in indices)
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.blob) + self.ends.nbytes
+
+
+class UtteranceTable(Sequence):
+    """Utterances as columns: ids, audio paths and texts in :class:`_Strings`, durations and
+    offsets (NaN: none) in float arrays.
+
+    It reads like a sequence of :class:`Utterance` (built on access, ``extra`` empty), but
+    holds no Python object per utterance: LibriSpeech's 281,241 training utterances take
+    tens of MB instead of about 320 MB as a list, and forked data-loader workers share it
+    without copying (no per-utterance reference counts or garbage-collector headers for
+    them to write; ``bench/data_scale.py`` measures both).
+    """
+
+    def __init__(self, ids: _Strings, paths: _Strings, texts: _Strings, durations: np.ndarray, offsets: np.ndarray):
+        self.ids, self.paths, self.texts, self.durations, self.offsets = ids, paths, texts, durations, offsets
+
+    @classmethod
+    def from_records(cls, records: Iterable[tuple]) -> "UtteranceTable":
+        # Straight into buffers and typed arrays: no list of strings is ever held.
+        blobs = [bytearray(), bytearray(), bytearray()]
+        ends = [array.array("q"), array.array("q"), array.array("q")]
+        durations, offsets = array.array("d"), array.array("d")
+        for uid, path, duration, text, _extra, offset in records:
+            for blob, end, value in zip(blobs, ends, (uid, path, text)):
+                blob += value.encode()
+                end.append(len(blob))
+            durations.append(duration)
+            offsets.append(math.nan if offset is None else offset)
+        ids, paths, texts = (_Strings(bytes(b), np.array(e, dtype=np.int64)) for b, e in zip(blobs, ends))
+        return cls(ids, paths, texts, np.array(durations, dtype=np.float64), np.array(offsets, dtype=np.float64))
+
+    @classmethod
+    def from_utterances(cls, utterances: Iterable[Utterance]) -> "UtteranceTable":
+        return cls.from_records((u.id, u.audio_filepath, u.duration, u.text, None, u.offset) for u in utterances)
+
+    def __len__(self) -> int:
+        return len(self.durations)
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            return self.take(np.arange(len(self))[key])
+        i = int(key)
+        offset = float(self.offsets[i])
+        return Utterance(self.ids[i], self.paths[i], float(self.durations[i]), self.texts[i], {},
+                         None if math.isnan(offset) else offset)
+
+    def take(self, indices) -> "UtteranceTable":
+        """The utterances at ``indices`` (in that order), as a new table."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return UtteranceTable(self.ids.take(indices), self.paths.take(indices), self.texts.take(indices),
+                              self.durations[indices], self.offsets[indices])
+
+    @property
+    def nbytes(self) -> int:
+        return sum(c.nbytes for c in (self.ids, self.paths, self.texts, self.durations, self.offsets))
 
 
 def write_manifest(path: str | os.PathLike, utterances: Iterable[Utterance], relative: bool = True) -> None:
@@ -159,8 +264,14 @@ def write_manifest(path: str | os.PathLike, utterances: Iterable[Utterance], rel
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
 
-def ctc_min_frames(ids: Sequence[int]) -> int:
-    """Frames CTC needs for a label: one per token plus a blank between repeated tokens."""
+_REPEAT = re.compile(r"(.)(?=\1)", re.DOTALL)
+
+
+def ctc_min_frames(ids: Sequence[int] | str) -> int:
+    """Frames CTC needs for a label (token ids, or a normalised text: one character a
+    token): one per token plus a blank between repeated tokens."""
+    if isinstance(ids, str):
+        return len(ids) + len(_REPEAT.findall(ids))
     return len(ids) + sum(1 for a, b in zip(ids, ids[1:]) if a == b)
 
 
@@ -169,15 +280,20 @@ def drop_unalignable(utterances: Sequence[Utterance], vocab: Vocabulary,
     """Keep utterances whose label fits in the encoder output (``steps(duration)`` frames)
     and is not empty; log how many were dropped, and the characters outside the vocabulary
     that transcripts lose."""
-    dropped = vocab.dropped_characters(u.text for u in utterances)
+    table = isinstance(utterances, UtteranceTable)
+    texts = utterances.texts if table else [u.text for u in utterances]
+    durations = utterances.durations if table else [u.duration for u in utterances]
+    dropped: Counter = Counter()
+    keep = [i for i in range(len(utterances))
+            if 0 < ctc_min_frames(vocab.normalize(texts[i], dropped)) <= steps(float(durations[i]))]
     if dropped:
         log.warning("%s: %s", name, describe_dropped(dropped))
-    kept = [u for u in utterances
-            if 0 < ctc_min_frames(vocab.encode(u.text)) <= steps(u.duration)]
-    if len(kept) < len(utterances):
+    if len(keep) < len(utterances):
         log.warning("%s: dropped %d of %d utterances whose transcript is empty or too long "
-                    "for CTC to align with the encoder output", name, len(utterances) - len(kept), len(utterances))
-    return kept
+                    "for CTC to align with the encoder output", name, len(utterances) - len(keep), len(utterances))
+    if len(keep) == len(utterances):
+        return utterances
+    return utterances.take(keep) if table else [utterances[i] for i in keep]
 
 
 class AudioDataset(Dataset):
@@ -194,7 +310,9 @@ class AudioDataset(Dataset):
     def __init__(self, utterances: Sequence[Utterance], vocab: Vocabulary, sample_rate: int,
                  transform: Callable[[torch.Tensor, np.random.Generator, np.random.Generator], torch.Tensor]
                  | None = None):
-        self.utterances = list(utterances)
+        # Columns, not a list of objects: forked workers then share it without copying.
+        self.utterances = utterances if isinstance(utterances, UtteranceTable) else \
+            UtteranceTable.from_utterances(utterances)
         self.vocab = vocab
         self.sample_rate = sample_rate
         self.transform = transform
@@ -204,12 +322,16 @@ class AudioDataset(Dataset):
 
     def __getitem__(self, key: int | tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, int]:
         i, seed, *batch_seed = key if isinstance(key, tuple) else (key, key)
-        u = self.utterances[i]
-        wave = load_audio(u.audio_filepath, self.sample_rate, u.offset, u.duration if u.offset is not None else None)
+        table = self.utterances
+        offset = float(table.offsets[i])
+        if math.isnan(offset):
+            wave = load_audio(table.paths[i], self.sample_rate)
+        else:
+            wave = load_audio(table.paths[i], self.sample_rate, offset, float(table.durations[i]))
         if self.transform is not None:
             batch_rng = np.random.default_rng((batch_seed[0] if batch_seed else seed, 1))
             wave = self.transform(wave, np.random.default_rng(seed), batch_rng)
-        return wave, torch.tensor(self.vocab.encode(u.text), dtype=torch.long), i
+        return wave, torch.tensor(self.vocab.encode(table.texts[i]), dtype=torch.long), i
 
 
 @dataclass
@@ -259,7 +381,8 @@ class DurationBatchSampler(Sampler[list[int]]):
             raise ValueError(f"max_seconds must be positive, got {max_seconds}")
         if num_replicas < 1 or not 0 <= rank < num_replicas:
             raise ValueError(f"need 0 <= rank < num_replicas, got rank {rank} of {num_replicas}")
-        self.durations = list(durations)
+        self.durations = np.asarray(durations, dtype=np.float64)
+        self._cached: tuple = (None, [])  # (epoch, seed, shuffle) and its batches
         self.max_seconds = max_seconds
         self.max_batch_size = max_batch_size
         self.shuffle = shuffle
@@ -274,12 +397,18 @@ class DurationBatchSampler(Sampler[list[int]]):
         self.epoch = epoch
 
     def _all_batches(self) -> list[list[int]]:
-        rng = random.Random(self.seed * 1_000_003 + self.epoch)
-        jitter = [1 + 0.1 * rng.random() if self.shuffle else 1.0 for _ in self.durations]
-        order = sorted(range(len(self.durations)), key=lambda i: self.durations[i] * jitter[i])
+        if self._cached[0] != (self.epoch, self.seed, self.shuffle):
+            self._cached = ((self.epoch, self.seed, self.shuffle), self._make_batches())
+        return self._cached[1]
+
+    def _make_batches(self) -> list[list[int]]:
+        rng = np.random.default_rng((self.seed * 1_000_003 + self.epoch) % 2**63)
+        jitter = 1 + 0.1 * rng.random(len(self.durations)) if self.shuffle else 1.0
+        order = np.argsort(self.durations * jitter, kind="stable").tolist()
+        durations = self.durations.tolist()
         batches, batch, longest = [], [], 0.0
         for i in order:
-            d = self.durations[i]
+            d = durations[i]
             too_many = self.max_batch_size and len(batch) >= self.max_batch_size
             if batch and (too_many or max(longest, d) * (len(batch) + 1) > self.max_seconds):
                 batches.append(batch)
@@ -289,7 +418,7 @@ class DurationBatchSampler(Sampler[list[int]]):
         if batch:
             batches.append(batch)
         if self.shuffle:
-            rng.shuffle(batches)
+            batches = [batches[i] for i in rng.permutation(len(batches))]
         return batches
 
     def __iter__(self) -> Iterator[list]:
@@ -310,9 +439,9 @@ class DurationBatchSampler(Sampler[list[int]]):
         """Share of the padded batch area that is padding (lower is faster)."""
         padded = real = 0.0
         for b in self._all_batches():
-            ds = [self.durations[i] for i in b]
-            padded += max(ds) * len(ds)
-            real += sum(ds)
+            ds = self.durations[b]
+            padded += ds.max() * len(ds)
+            real += ds.sum()
         return 1 - real / padded if padded else 0.0
 
 

@@ -11,6 +11,7 @@ from num2words import num2words
 
 DEFAULT_CHARS = " 'abcdefghijklmnopqrstuvwxyz"
 _SPACES = re.compile(r"\s+")
+_DIGIT = re.compile(r"\d")
 #: Punctuation that separates words; other punctuation the vocabulary lacks is deleted.
 _NUMBER = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
 _SEPARATORS = set("-_/\\.,;:!?()[]{}\"|+&*=<>~\u2010\u2011\u2012\u2013\u2014\u2015\u2026\u00b7")
@@ -44,6 +45,7 @@ class Vocabulary:
             raise ValueError(f"vocabulary characters must be one or more distinct single characters, got {chars!r}")
         self.tokens = tokens
         self._index = {t: i + 1 for i, t in enumerate(tokens)}
+        self._symbols = frozenset(self._index)
         upper, lower = any(c.isupper() for c in tokens), any(c.islower() for c in tokens)
         #: Case folding applied to text: a lowercase vocabulary lowercases, an uppercase one
         #: (deepspeech.pytorch's labels) uppercases, a mixed one keeps the case.
@@ -77,12 +79,14 @@ class Vocabulary:
         vocabulary lacks (counted into ``dropped`` when given), collapse spaces (or drop
         them, for a vocabulary without a space)."""
         text = unicodedata.normalize("NFC", text)
-        if any(c.isdigit() for c in text) and not any(c.isdigit() for c in self.tokens):
+        if _DIGIT.search(text) and not any(c.isdigit() for c in self.tokens):
             text = spell_numbers(text)
         if self.case == "lower":
             text = text.lower()
         elif self.case == "upper":
             text = text.upper()
+        if self._symbols.issuperset(text):  # the common case, checked in C: nothing to map or drop
+            return _SPACES.sub(" ", text).strip() if " " in self._index else text.replace(" ", "")
         out = []
         for char in text:
             if char in self._index:
@@ -108,9 +112,10 @@ class Vocabulary:
             self.normalize(text, dropped)
         return dropped
 
-    def encode(self, text: str) -> list[int]:
-        """Normalise ``text`` and map it to token ids."""
-        return [self._index[c] for c in self.normalize(text)]
+    def encode(self, text: str, dropped: Counter | None = None) -> list[int]:
+        """Normalise ``text`` (counting dropped characters into ``dropped`` when given) and
+        map it to token ids."""
+        return [self._index[c] for c in self.normalize(text, dropped)]
 
     def decode(self, ids: Iterable[int]) -> str:
         """Token ids to text; blanks are skipped, repeats are kept (CTC collapsing is the

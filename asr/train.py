@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import json
 import logging
 import math
@@ -39,7 +40,7 @@ from asr.augment import AugmentConfig, SpecAugment, WaveAugment
 from asr.checkpoint import (epoch_path, link_or_copy, list_checkpoints, load_latest, periodic_path,
                             prune_checkpoints, save_checkpoint)
 from asr.data import (AudioDataset, Batch, DataConfig, DurationBatchSampler, collate, drop_unalignable, read_manifest,
-                      read_manifests)
+                      read_manifest_table)
 from asr.evaluation import evaluate
 from asr.features import FeatureConfig, encoder_steps
 from asr.metrics import ErrorRates, error_rates
@@ -187,7 +188,7 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, device: torch.device, sto
     # Speed perturbation shortens audio by up to the fastest speed: keep labels alignable then too.
     fastest = max(cfg.augment.speeds or [1.0])
     steps = lambda d: encoder_steps(d / fastest, cfg.features, cfg.model.subsample)  # noqa: E731
-    train_utts = drop_unalignable(read_manifests(cfg.data.train_manifest), vocab, steps, "train")
+    train_utts = drop_unalignable(read_manifest_table(cfg.data.train_manifest), vocab, steps, "train")
     dev_utts = read_manifest(cfg.data.dev_manifest)
     if not train_utts:
         raise UserError(f"{cfg.data.train_manifest}: no utterance can be trained on (all transcripts empty "
@@ -196,7 +197,7 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, device: torch.device, sto
         distributed.check_agreement(_rank_independent(cfg), vocab.tokens, {
             "train": distributed.fingerprint([(u.id, u.duration, u.text) for u in train_utts]),
             "dev": distributed.fingerprint([(u.id, u.duration, u.text) for u in dev_utts])})
-    sampler = DurationBatchSampler([u.duration for u in train_utts], cfg.data.max_batch_seconds,
+    sampler = DurationBatchSampler(train_utts.durations, cfg.data.max_batch_seconds,
                                    cfg.data.max_batch_size, shuffle=cfg.shuffle, seed=cfg.seed,
                                    num_replicas=ctx.world_size, rank=ctx.rank, item_seeds=True)
     if len(sampler) == 0:
@@ -211,7 +212,7 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, device: torch.device, sto
                         worker_init_fn=_ignore_sigint, generator=torch.Generator().manual_seed(cfg.seed))
     _check_shared_memory(cfg)
     log.info("train: %d utterances (%.2f h), %d batches/epoch%s, padding %.1f%%; dev: %d utterances",
-             len(train_utts), sum(u.duration for u in train_utts) / 3600, len(sampler),
+             len(train_utts), train_utts.durations.sum() / 3600, len(sampler),
              f" on each of {ctx.world_size} ranks" if ctx.enabled else "", 100 * sampler.padding_fraction(),
              len(dev_utts))
 
@@ -284,6 +285,10 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, device: torch.device, sto
             prune_checkpoints(exp_dir, cfg.keep_last_n, "step")
 
     metrics = MetricsLog(exp_dir, progress["step"] if found else None) if ctx.is_main else None
+    # The loader's workers are forked at the first epoch. Objects made so far move to the
+    # garbage collector's permanent generation, so collections in the workers do not write
+    # to their pages (which would copy them into every worker).
+    gc.freeze()
     result: dict = {}
     try:
         for epoch in range(progress["epoch"], cfg.epochs):
@@ -362,6 +367,7 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, device: torch.device, sto
             result["averaged_dev_wer"] = _average(cfg, exp_dir, dev_utts, device, metrics)
         distributed.barrier()
     finally:
+        gc.unfreeze()
         if metrics:
             metrics.close()
     return {"best_dev_wer": progress["best_wer"], **result}

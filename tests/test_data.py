@@ -9,7 +9,8 @@ import soundfile as sf
 import torch
 
 from asr.data import (AudioDataset, DataConfig, DurationBatchSampler, ManifestError, Utterance, collate,
-                      ctc_min_frames, drop_unalignable, read_manifest, read_manifests, write_manifest)
+                      ctc_min_frames, drop_unalignable, read_manifest, read_manifest_table, read_manifests,
+                      write_manifest)
 from asr.features import FeatureConfig, encoder_steps
 from asr.text import Vocabulary
 from asr.utils import UserError
@@ -280,3 +281,50 @@ def test_data_config_defaults():
     cfg = DataConfig()
     assert Vocabulary(cfg.chars) == Vocabulary()
     assert cfg.max_batch_seconds > 0 and cfg.max_batch_size > 0
+
+
+def test_ctc_min_frames_of_a_normalised_text_matches_its_token_ids():
+    vocab = Vocabulary()
+    for text in ["", "a", "aab", "hello  zoo", "aaa bb'' c", "mississippi"]:
+        norm = vocab.normalize(text)
+        assert ctc_min_frames(norm) == ctc_min_frames(vocab.encode(text)), text
+
+
+def _table_records(tmp_path: Path, n: int) -> Path:
+    sf.write(tmp_path / "a.wav", np.zeros(3 * 16000, dtype=np.float32), 16000)
+    rows = [{"audio_filepath": "a.wav", "duration": 0.5 + i % 7 / 10, "text": f"word {i} é", "id": f"u{i}",
+             "speaker": "s1", **({"offset": 0.25} if i % 3 == 0 else {})} for i in range(n)]
+    return _write_lines(tmp_path / "m.jsonl", rows)
+
+
+def test_the_utterance_table_reads_like_the_list(tmp_path):
+    path = _table_records(tmp_path, 50)
+    table, listed = read_manifest_table(str(path)), read_manifests(str(path))
+    assert len(table) == 50 and [dataclasses_fields(u) for u in table] == [dataclasses_fields(u) for u in listed]
+    assert [u.id for u in table[10:20:3]] == ["u10", "u13", "u16", "u19"]
+    assert [u.id for u in table.take([7, 2])] == ["u7", "u2"] and table.take([7, 2]).durations.tolist() == [0.5, 0.7]
+    vocab = Vocabulary()
+    for key in (0, 1, (3, 5, 9)):  # the dataset gives the same items from either
+        for a, b in zip(AudioDataset(table, vocab, 16000)[key], AudioDataset(listed, vocab, 16000)[key]):
+            assert torch.equal(torch.as_tensor(a), torch.as_tensor(b))
+    kept = drop_unalignable(table, vocab, lambda d: int(d * 20), "t")  # "word 12 é" needs 15+ frames: 0.8 s
+    assert isinstance(kept, type(table))
+    assert [u.id for u in kept] == [u.id for u in drop_unalignable(listed, vocab, lambda d: int(d * 20), "t")]
+
+
+def test_the_utterance_table_holds_no_object_per_utterance(tmp_path):
+    """Forked loader workers share the table without copying it only if it has no
+    per-utterance Python objects (their reference counts and collector headers get written)."""
+    import gc
+
+    path = _table_records(tmp_path, 3000)
+    gc.collect()
+    before = len(gc.get_objects())
+    table = read_manifest_table(str(path))
+    gc.collect()
+    assert len(table) == 3000 and len(gc.get_objects()) - before < 100
+    assert table.nbytes < 3000 * 200  # ids, absolute paths, texts, two floats: under 200 bytes each here
+
+
+def dataclasses_fields(u):
+    return (u.id, u.audio_filepath, u.duration, u.text, u.offset)
