@@ -2,10 +2,11 @@
 
 The hypothesis' tokens are force-aligned to the posteriors (torchaudio's
 :func:`~torchaudio.functional.forced_align`, Viterbi over the CTC topology); each token's
-span of frames is converted to seconds (frame index x hop x subsampling, i.e.
-``frame_shift``). A word runs from its first token's first frame to its last token's last
-frame; its confidence is the mean, over its tokens, of the token's average posterior
-probability across its span (1.0: the model was certain of every character).
+span of output steps is converted to seconds (step index x ``frame_shift``: the feature
+hop times the model's frames per step, whatever the model). A word runs from its first
+token's first step to its last token's last step; its confidence is the mean, over its
+tokens, of the token's average posterior probability across its span (1.0: the model was
+certain of every character).
 """
 
 from __future__ import annotations

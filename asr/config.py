@@ -3,7 +3,9 @@
 Library code takes plain dataclasses; only this module knows Hydra. ``asr/conf/config.yaml``
 extends the registered schema ``train_schema``, so every key is type-checked, and a
 config group per component (``model/``, ``features/``, ``optim/``, ``data/``,
-``experiment/``) selects presets.
+``experiment/``) selects presets. A group whose presets have different dataclasses (one
+per model architecture) registers each as ``GROUP_schema/NAME``; a preset names its own in
+its defaults list (``- /model_schema/ds2@_here_``), so ``model=ds2`` gets ``DS2Config``'s keys.
 """
 
 from __future__ import annotations
@@ -24,11 +26,21 @@ def _experiment_name() -> str:
     return HydraConfig.get().runtime.choices.get("experiment") or "default"
 
 
-def register_configs(schema) -> None:
+def register_configs(schema, variants: dict[str, dict[str, type]] | None = None) -> None:
+    """Register ``schema`` (a dataclass) as ``train_schema``, and each of ``variants``
+    (``{group: {name: dataclass}}``, e.g. ``{"model": {"birnn": BiRNNConfig, "ds2": DS2Config}}``)
+    as ``GROUP_schema/NAME``; ``train_schema`` leaves those groups' keys unset for a preset
+    to fill with its own dataclass."""
     from hydra.core.config_store import ConfigStore
-    from omegaconf import OmegaConf
+    from omegaconf import MISSING, OmegaConf
 
-    ConfigStore.instance().store(name="train_schema", node=schema)
+    store = ConfigStore.instance()
+    node = OmegaConf.structured(schema)
+    for group, classes in (variants or {}).items():
+        node[group] = MISSING
+        for name, cls in classes.items():
+            store.store(group=f"{group}_schema", name=name, node=cls)
+    store.store(name="train_schema", node=node)
     if not OmegaConf.has_resolver("asr.experiment"):
         OmegaConf.register_new_resolver("asr.experiment", _experiment_name)
 
@@ -57,22 +69,33 @@ def config_to_object(cfg):
 def unknown_keys(cfg, schema) -> list[str]:
     """Keys of the composed ``cfg`` that the ``schema`` dataclass does not have (e.g. from a
     misspelt ``+model.hiden_size=32``), as dotted paths."""
+    known = {k for k, _ in _walk_keys(_chosen_schema(cfg, schema))}
+    return [k for k, _ in _walk_keys(cfg) if k not in known]
+
+
+def _chosen_schema(cfg, schema):
+    """``schema`` as a config whose top-level nodes have the dataclasses the composed ``cfg``
+    chose (``model=ds2``: ``DS2Config``, not the schema's default ``BiRNNConfig``)."""
+    import dataclasses
+
     from omegaconf import OmegaConf
 
-    known = {k for k, _ in _walk_keys(OmegaConf.structured(schema))}
-    return [k for k, _ in _walk_keys(cfg) if k not in known]
+    node = OmegaConf.structured(schema)
+    for key in node.keys():
+        chosen = OmegaConf.get_type(cfg, key) if key in cfg else None
+        if dataclasses.is_dataclass(chosen) and chosen is not OmegaConf.get_type(node, key):
+            node[key] = OmegaConf.structured(chosen)
+    return node
 
 
 def _refuse_unknown(cfg, schema) -> None:
     import difflib
 
-    from omegaconf import OmegaConf
-
     from asr.utils import UserError
 
     unknown = unknown_keys(cfg, schema)
     if unknown:
-        flat = [k for k, _ in _walk_keys(OmegaConf.structured(schema))]
+        flat = [k for k, _ in _walk_keys(_chosen_schema(cfg, schema))]
         hints = [difflib.get_close_matches(k, flat, n=1) for k in unknown]
         shown = ", ".join(k + (f" (did you mean {h[0]}?)" if h else "") for k, h in zip(unknown, hints))
         raise UserError(f"unknown configuration key {shown}; see the keys with asr-train --cfg job")
@@ -109,14 +132,15 @@ def _job_exp_dir(cfg) -> None:
     cfg.exp_dir = str(Path(cfg.exp_dir) / name)
 
 
-def hydra_main(task, schema) -> None:
+def hydra_main(task, schema, variants: dict[str, dict[str, type]] | None = None) -> None:
     """Compose the config from ``asr/conf/`` and the command line, convert it to ``schema``
-    (a dataclass) and call ``task`` with it. A user error ends in one line and exit 2."""
+    (a dataclass; ``variants`` as for :func:`register_configs`) and call ``task`` with it.
+    A user error ends in one line and exit 2."""
     import hydra
 
     from asr.utils import UserError, environment_message
 
-    register_configs(schema)
+    register_configs(schema, variants)
 
     def run(cfg) -> None:
         try:

@@ -14,7 +14,6 @@ loads it.
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import json
 import os
@@ -28,7 +27,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from asr.checkpoint import REQUIRED, CheckpointError, load_checkpoint, save_checkpoint
 from asr.features import FeatureConfig, LogMel
-from asr.model import BiRNNCTC, ModelConfig
+from asr.models import model_config
 from asr.recognizer import Recognizer, Timing
 from asr.text import Vocabulary
 from asr.utils import HelpFormatter, UserError, atomic_open, run_cli
@@ -38,28 +37,13 @@ METADATA_KEY = "asr"
 EXPORT_FORMATS = ("onnx", "torchscript", "state")
 
 
-class ExportableModel(nn.Module):
-    """:class:`asr.model.BiRNNCTC` sharing its weights, never packing sequences (packing
-    does not trace; :func:`asr.features.stack_frames` has no branch on the length).
-
-    ``forward(features (batch, frames, n_mels), lengths (batch,)) ->
-    (log_probs (batch, steps, vocab), step_lengths (batch,))``, as the model on the CPU.
-    """
-
-    def __init__(self, model: BiRNNCTC):
-        super().__init__()
-        self.model = copy.copy(model)  # shares the submodules; only the config differs
-        self.model.cfg = dataclasses.replace(model.cfg, pack="never")
-
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model(features, lengths)
-
-
 class _TracedRecognizer(nn.Module):
+    """Waveforms -> log-probs, with the model's traceable form (its ``for_export()``)."""
+
     def __init__(self, rec: Recognizer):
         super().__init__()
         self.features = rec.features
-        self.model = ExportableModel(rec.model)
+        self.model = rec.model.for_export()
 
     def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feats, frames = self.features(waves, lengths)
@@ -82,10 +66,11 @@ def export_onnx(rec: Recognizer, out: str | os.PathLike, opset: int = 17) -> Non
     import onnx
 
     # The TorchScript-based exporter (dynamo=False) needs only onnx. With torch 2.14.1 the
-    # torch.export-based one (dynamo=True, needs onnxscript) also exports ExportableModel
-    # with dynamic axes and matches it to 5e-7, but fails on BiRNNCTC's own frame stacking.
+    # torch.export-based one (dynamo=True, needs onnxscript) also exports the birnn model's
+    # traceable form with dynamic axes and matches it to 5e-7, but fails on its own frame
+    # stacking.
     rec = rec.cpu().eval()
-    model = ExportableModel(rec.model).eval()
+    model = rec.model.for_export().eval()  # the model's traceable form (asr.models)
     feats = torch.randn(2, 37, rec.feature_cfg.n_mels)
     lengths = torch.tensor([37, 20])
     out = Path(out)
@@ -132,13 +117,13 @@ def _parse_metadata(text: str, path) -> dict:
     return meta
 
 
-def _configs(meta: dict, name: str) -> tuple[FeatureConfig, ModelConfig, Vocabulary]:
+def _configs(meta: dict, name: str) -> tuple[FeatureConfig, object, Vocabulary]:
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{name}: not an asr export (metadata format {meta.get('format')!r}, "
                               f"expected {FORMAT!r}); export a checkpoint with asr-export")
     try:
-        return FeatureConfig(**meta["feature_config"]), ModelConfig(**meta["model_config"]), Vocabulary(meta["vocab"])
-    except (KeyError, TypeError, ValueError) as e:
+        return FeatureConfig(**meta["feature_config"]), model_config(meta["model_config"]), Vocabulary(meta["vocab"])
+    except (KeyError, TypeError, ValueError, UserError) as e:
         raise CheckpointError(f"{name}: export metadata does not match this version of asr ({e})") from None
 
 

@@ -1,4 +1,4 @@
-"""Log-mel features, computed batched on the model's device, and frame stacking."""
+"""Log-mel features, computed batched on the model's device."""
 
 from __future__ import annotations
 
@@ -172,24 +172,3 @@ def _normalize(feats: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     mean = (feats * w).sum(1, keepdim=True) / n
     var = (((feats - mean) * w) ** 2).sum(1, keepdim=True) / n
     return (feats - mean) / (var + 1e-5).sqrt()
-
-
-def stack_frames(x: torch.Tensor, lengths: torch.Tensor, factor: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Concatenate each ``factor`` consecutive frames into one (subsampling in time).
-
-    ``x (batch, frames, dim) -> (batch, ceil(frames / factor), dim * factor)``; lengths are
-    rounded up, the last step zero-padded.
-    """
-    if factor == 1:
-        return x, lengths
-    batch, frames, dim = x.shape
-    steps = (frames + factor - 1) // factor
-    # Pad by factor - 1 zero frames, then keep whole steps: no branch on the length, so a
-    # traced copy (ONNX, TorchScript) stays right for every length.
-    x = torch.cat([x, x.new_zeros(batch, factor - 1, dim)], 1)[:, :steps * factor]
-    return x.reshape(batch, steps, dim * factor), torch.div(lengths + factor - 1, factor, rounding_mode="floor")
-
-
-def encoder_steps(duration: float, cfg: FeatureConfig, subsample: int) -> int:
-    """Encoder output length for ``duration`` seconds of audio (for CTC feasibility)."""
-    return math.ceil(cfg.num_frames(int(round(duration * cfg.sample_rate))) / subsample)

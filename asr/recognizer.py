@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Any
 
 import torch
 from torch import nn
 
 from asr.checkpoint import CheckpointError, load_checkpoint
 from asr.features import FeatureConfig, LogMel
-from asr.model import BiRNNCTC, ModelConfig
+from asr.models import build_model, model_config
 from asr.text import Vocabulary
+from asr.utils import UserError
 
 
 class Timing:
     """``sample_rate`` and ``frame_shift`` of anything with ``feature_cfg`` and ``model_cfg``
-    (a :class:`Recognizer` or an exported one)."""
+    (a :class:`Recognizer` or an exported one); ``model_cfg`` is any model's config
+    (:mod:`asr.models`)."""
 
     feature_cfg: FeatureConfig
-    model_cfg: ModelConfig
+    model_cfg: Any
 
     @property
     def sample_rate(self) -> int:
@@ -28,17 +31,17 @@ class Timing:
     @property
     def frame_shift(self) -> float:
         """Seconds per encoder step (output frame)."""
-        return self.feature_cfg.hop_length * self.model_cfg.subsample / self.feature_cfg.sample_rate
+        return self.feature_cfg.hop_length * self.model_cfg.frames_per_step / self.feature_cfg.sample_rate
 
 
 class Recognizer(Timing, nn.Module):
     """``forward(waves (batch, samples), lengths (batch,)) -> (log_probs (batch, steps, vocab), step_lengths (batch,))``."""
 
-    def __init__(self, feature_cfg: FeatureConfig, model_cfg: ModelConfig, vocab: Vocabulary):
+    def __init__(self, feature_cfg: FeatureConfig, model_cfg, vocab: Vocabulary):
         super().__init__()
         self.feature_cfg, self.model_cfg, self.vocab = feature_cfg, model_cfg, vocab
         self.features = LogMel(feature_cfg)
-        self.model = BiRNNCTC(model_cfg, feature_cfg.n_mels, len(vocab))
+        self.model = build_model(model_cfg, feature_cfg.n_mels, len(vocab))
 
     def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feats, frames = self.features(waves, lengths)  # (batch, frames, n_mels)
@@ -57,10 +60,17 @@ class Recognizer(Timing, nn.Module):
     def from_checkpoint(cls, path_or_state: str | os.PathLike | dict, device: str | torch.device = "cpu") -> "Recognizer":
         state = path_or_state if isinstance(path_or_state, dict) else load_checkpoint(path_or_state)
         try:
-            rec = cls(FeatureConfig(**state["feature_config"]), ModelConfig(**state["model_config"]),
+            rec = cls(FeatureConfig(**state["feature_config"]), model_config(state["model_config"]),
                       Vocabulary(state["vocab"]))
             rec.load_state_dict(state["state_dict"])
-        except (TypeError, ValueError, RuntimeError) as e:
+        except (TypeError, ValueError, RuntimeError, UserError) as e:
             raise CheckpointError(f"checkpoint does not match this version of asr ({str(e).splitlines()[0]})") from None
         rec.card = state.get("model_card") or {}  # what asr-export --format state wrote (training data, WER)
         return rec.to(device).eval()
+
+
+def output_steps(duration: float, feature_cfg: FeatureConfig, model_cfg) -> int:
+    """Model output steps for ``duration`` seconds of audio, as a :class:`Recognizer` with
+    these configs produces them (CTC needs at least as many as the label's tokens and
+    repeats)."""
+    return model_cfg.output_lengths(feature_cfg.num_frames(int(round(duration * feature_cfg.sample_rate))))

@@ -29,6 +29,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,12 +43,12 @@ from asr.checkpoint import (epoch_path, link_or_copy, list_checkpoints, load_lat
 from asr.data import (AudioDataset, Batch, DataConfig, DurationBatchSampler, collate, drop_unalignable, read_manifest,
                       read_manifest_table)
 from asr.evaluation import evaluate
-from asr.features import FeatureConfig, encoder_steps
+from asr.features import FeatureConfig
 from asr.metrics import ErrorRates, error_rates
-from asr.model import ModelConfig
+from asr.models import BiRNNConfig, config_classes, model_config
 from asr.optim import OptimConfig, build_optimizer
 from asr.plots import plot_curves
-from asr.recognizer import Recognizer
+from asr.recognizer import Recognizer, output_steps
 from asr.text import Vocabulary
 from asr.utils import UserError, autocast_dtype, flatten_dict
 
@@ -78,7 +79,7 @@ class TrainConfig:
     deterministic: bool = False  # torch.use_deterministic_algorithms: bit-exact reruns (slower on GPU)
     threads: int = 0  # CPU threads for torch (0: torch's default); 1 is fastest on a busy shared machine
     features: FeatureConfig = field(default_factory=FeatureConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: Any = field(default_factory=BiRNNConfig)  # any model's config (asr.models); model=NAME picks one
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -87,6 +88,7 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> "TrainConfig":
         """Rebuild a config from ``dataclasses.asdict`` output, e.g. a run's ``config.yaml``."""
         nested = {f.name: f.default_factory for f in dataclasses.fields(cls) if callable(f.default_factory)}
+        nested["model"] = lambda **v: model_config(v)  # the config class its name chooses
         return cls(**{k: nested[k](**v) if k in nested else v for k, v in d.items()})
 
     def __post_init__(self) -> None:
@@ -98,6 +100,10 @@ class TrainConfig:
                     "threads"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key}={getattr(self, key)}; expected 0 or a positive number")
+
+
+# Config groups whose presets have dataclasses of their own: model=ds2 gets DS2Config's keys.
+CONFIG_VARIANTS = {"model": config_classes()}
 
 
 class TrainingInterrupted(Exception):
@@ -187,7 +193,7 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, device: torch.device, sto
     vocab = Vocabulary(cfg.data.chars)
     # Speed perturbation shortens audio by up to the fastest speed: keep labels alignable then too.
     fastest = max(cfg.augment.speeds or [1.0])
-    steps = lambda d: encoder_steps(d / fastest, cfg.features, cfg.model.subsample)  # noqa: E731
+    steps = lambda d: output_steps(d / fastest, cfg.features, cfg.model)  # noqa: E731
     train_utts = drop_unalignable(read_manifest_table(cfg.data.train_manifest), vocab, steps, "train")
     dev_utts = read_manifest(cfg.data.dev_manifest)
     if not train_utts:
@@ -237,7 +243,7 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, device: torch.device, sto
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     ctc = torch.nn.CTCLoss(blank=vocab.blank, reduction="mean", zero_infinity=True)
     n_params = sum(p.numel() for p in recognizer.parameters())
-    log.info("model: %s, %.2fM parameters, device %s, precision %s%s", cfg.model.rnn_type, n_params / 1e6,
+    log.info("model: %s, %.2fM parameters, device %s, precision %s%s", _describe(cfg.model), n_params / 1e6,
              device, amp_dtype or "fp32", _group_description(ctx))
 
     # Where we are: epoch, batches consumed in it, optimizer steps, early-stopping and
@@ -417,6 +423,12 @@ def _check_shared_memory(cfg: TrainConfig, shm: str = "/dev/shm") -> None:
                     "(data.max_batch_seconds=%g); give the container more (docker run --shm-size=8g, or "
                     "--ipc=host), or lower data.num_workers or data.max_batch_seconds", shm, have / 2**20,
                     cfg.data.num_workers, need / 2**20, cfg.data.max_batch_seconds)
+
+
+def _describe(model_cfg) -> str:
+    """``ds2 (rnn_type=lstm, hidden_size=320, ...)``: the model's name and options, for the log."""
+    options = {k: v for k, v in dataclasses.asdict(model_cfg).items() if k != "name"}
+    return f"{model_cfg.name} ({', '.join(f'{k}={v}' for k, v in options.items())})"
 
 
 def _group_description(ctx) -> str:
@@ -618,7 +630,7 @@ def cli() -> None:
     """``asr-train``: Hydra composes ``asr/conf/`` with the command line, then calls :func:`train`."""
     from asr.config import hydra_main
 
-    hydra_main(_run, TrainConfig)
+    hydra_main(_run, TrainConfig, CONFIG_VARIANTS)
 
 
 if __name__ == "__main__":

@@ -223,7 +223,7 @@ def autocast_dtype(device, precision: str = "auto"):
 
     ``auto`` is float32 on the CPU; on CUDA it is bf16 where the GPU has it natively
     (Ampere and newer), else fp16 (training adds the grad scaler for fp16). Under bf16 the
-    recurrent layers run in float32 (:func:`asr.model.rnn_precision`: cuDNN would run them
+    recurrent layers run in float32 (:func:`asr.models.rnn.rnn_precision`: cuDNN would run them
     in fp16 without a loss scale and flush most of their gradients); measured on an H200
     that is also the fastest of the four ways (README, "Mixed precision"). ``bf16`` asked for
     on a GPU that would only emulate it (T4-class) is refused.

@@ -45,7 +45,9 @@ from torch.utils.data import DataLoader  # noqa: E402
 import asr.data as data  # noqa: E402
 import asr.train  # noqa: E402, F401  (the import baseline includes what asr-train imports)
 from asr.augment import AugmentConfig, WaveAugment  # noqa: E402
-from asr.features import FeatureConfig, encoder_steps  # noqa: E402
+from asr.features import FeatureConfig  # noqa: E402
+from asr.models import BiRNNConfig  # noqa: E402
+from asr.recognizer import output_steps  # noqa: E402
 from asr.text import Vocabulary  # noqa: E402
 
 LIBRISPEECH_960 = 281_241
@@ -118,7 +120,7 @@ def startup(manifest: Path, ranks: int) -> tuple[dict, object, object]:
     features = FeatureConfig()
     augment = AugmentConfig(speeds=[0.9, 1.0, 1.1])
     fastest = max(augment.speeds)
-    steps = lambda d: encoder_steps(d / fastest, features, 3)  # noqa: E731
+    steps = lambda d: output_steps(d / fastest, features, BiRNNConfig(subsample=3))  # noqa: E731
     figures, t0, base = {}, time.perf_counter(), pss_mb([os.getpid()])
     cpu0 = time.process_time()
     read = getattr(data, "read_manifest_table", data.read_manifests)  # the older code reads a list

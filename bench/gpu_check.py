@@ -10,7 +10,7 @@ Parts (each one timed; a failing part is reported and the others still run):
 2. ``gradients``: the ``librispeech_100`` model at initialisation, one training step per
    precision: the recurrent layers' compute dtype, the share of their weight gradients that
    are exactly zero, and the cosine to the float32 gradients. ``bf16, RNN under autocast``
-   is the behaviour before ``asr.model.rnn_precision`` (cuDNN runs it in fp16, unscaled).
+   is the behaviour before ``asr.models.rnn.rnn_precision`` (cuDNN runs it in fp16, unscaled).
 3. ``train <precision>``: ``asr-train experiment=demo`` on freshly synthesised demo data for
    a fixed number of steps: first and last logged loss, skipped and fp16-overflow steps, time.
 4. ``throughput``: the full training step against a bare cuDNN ``nn.LSTM`` forward+backward at
@@ -50,10 +50,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-import asr.model  # noqa: E402
+import asr.models.rnn  # noqa: E402
 from asr.data import Batch, read_manifest, write_manifest  # noqa: E402
 from asr.features import FeatureConfig  # noqa: E402
-from asr.model import ModelConfig  # noqa: E402
+from asr.models import BiRNNConfig  # noqa: E402
 from asr.recognizer import Recognizer  # noqa: E402
 from asr.text import Vocabulary  # noqa: E402
 from asr.train import train_step  # noqa: E402
@@ -144,7 +144,7 @@ class Check:
         vocab = Vocabulary()
         torch.manual_seed(0)
         rec = Recognizer(FeatureConfig(n_mels=m["n_mels"]),
-                         ModelConfig(hidden_size=m["hidden_size"], num_layers=m["num_layers"], dropout=0.0),
+                         BiRNNConfig(hidden_size=m["hidden_size"], num_layers=m["num_layers"], dropout=0.0),
                          vocab).to(device).train()
         g = torch.Generator().manual_seed(1)
         n, samples = s.grad_batch, s.grad_seconds * 16000
@@ -166,7 +166,7 @@ class Check:
             dtypes.clear()
             opt = torch.optim.SGD(rec.model.parameters(), lr=0.0)
             scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-            patch = _patched(asr.model, "rnn_precision", lambda d: contextlib.nullcontext()) if legacy \
+            patch = _patched(asr.models.rnn, "rnn_precision", lambda d: contextlib.nullcontext()) if legacy \
                 else contextlib.nullcontext()
             times = []
             with patch:

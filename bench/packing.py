@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from asr.model import BiRNNCTC, ModelConfig
+from asr.models import BiRNNConfig, BiRNNCTC
 
 
 def main() -> None:
@@ -31,8 +31,8 @@ def main() -> None:
     print(f"{'lengths':9} {'model':7} {'padded s':>9} {'packed s':>9} {'packed/padded':>14}")
     for lengths_kind, low, high in (("bucketed", 450, 500), ("mixed", 100, 1000)):
         for hidden, layers in ((192, 2), (320, 3)):
-            padded = BiRNNCTC(ModelConfig(hidden_size=hidden, num_layers=layers, pack="never"), 80, 30).eval()
-            packed = BiRNNCTC(ModelConfig(hidden_size=hidden, num_layers=layers, pack="always"), 80, 30).eval()
+            padded = BiRNNCTC(BiRNNConfig(hidden_size=hidden, num_layers=layers, pack="never"), 80, 30).eval()
+            packed = BiRNNCTC(BiRNNConfig(hidden_size=hidden, num_layers=layers, pack="always"), 80, 30).eval()
             packed.load_state_dict(padded.state_dict())
             lengths = torch.randint(low, high, (args.batch,))  # feature frames at a 10 ms hop
             x = torch.randn(args.batch, int(lengths.max()), 80)  # (batch, frames, n_mels)

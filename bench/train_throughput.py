@@ -33,7 +33,8 @@ sys.path.insert(0, str(REPO))
 
 from asr.data import AudioDataset, DurationBatchSampler, collate, read_manifest  # noqa: E402
 from asr.features import FeatureConfig  # noqa: E402
-from asr.model import ModelConfig, rnn_precision  # noqa: E402
+from asr.models import BiRNNConfig  # noqa: E402
+from asr.models.rnn import rnn_precision  # noqa: E402
 from asr.optim import OptimConfig, build_optimizer  # noqa: E402
 from asr.recognizer import Recognizer  # noqa: E402
 from asr.text import Vocabulary  # noqa: E402
@@ -78,7 +79,7 @@ def measure(manifest: str, hidden: int = 192, layers: int = 2, n_mels: int = 64,
 
     vocab = Vocabulary()
     feature_cfg = FeatureConfig(n_mels=n_mels)
-    model_cfg = ModelConfig(hidden_size=hidden, num_layers=layers, subsample=subsample, dropout=dropout)
+    model_cfg = BiRNNConfig(hidden_size=hidden, num_layers=layers, subsample=subsample, dropout=dropout)
     utts = read_manifest(manifest)
     sampler = DurationBatchSampler([u.duration for u in utts], max_batch_seconds, max_batch_size, shuffle=True, seed=1)
     loader = DataLoader(AudioDataset(utts, vocab, feature_cfg.sample_rate), batch_sampler=sampler,

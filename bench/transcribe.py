@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from asr.checkpoint import save_checkpoint  # noqa: E402
 from asr.data import read_manifest  # noqa: E402
 from asr.features import FeatureConfig  # noqa: E402
-from asr.model import ModelConfig  # noqa: E402
+from asr.models import BiRNNConfig  # noqa: E402
 from asr.recognizer import Recognizer  # noqa: E402
 from asr.text import Vocabulary  # noqa: E402
 from asr.transcribe import main  # noqa: E402
@@ -76,7 +76,7 @@ def main_bench() -> None:
     recipe = a.recipe
     if recipe is None:
         torch.manual_seed(0)
-        rec = Recognizer(FeatureConfig(), ModelConfig(), Vocabulary())
+        rec = Recognizer(FeatureConfig(), BiRNNConfig(), Vocabulary())
         recipe = str(tmp / "recipe.pt")
         save_checkpoint(recipe, rec.describe())
     models = {"demo (2x192 BiLSTM, 64 mels)": a.demo, "recipe (3x320 BiLSTM, 80 mels)": recipe}

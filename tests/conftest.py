@@ -16,7 +16,7 @@ import torch
 from asr.checkpoint import save_checkpoint
 from asr.data import Utterance, write_manifest
 from asr.features import FeatureConfig
-from asr.model import ModelConfig
+from asr.models import model_config
 from asr.recognizer import Recognizer
 from asr.synth import Voice, write_corpus
 from asr.text import Vocabulary
@@ -53,12 +53,13 @@ def corpus(tmp_path_factory) -> Corpus:
 
 
 def tiny_recognizer(seed: int = 0, n_mels: int = 16, hidden: int = 16, layers: int = 1,
-                    rnn_type: str = "lstm", vocab: Vocabulary | None = None, **model) -> Recognizer:
-    """A small untrained Recognizer with seeded weights (for shape and plumbing tests)."""
+                    rnn_type: str = "lstm", vocab: Vocabulary | None = None, name: str = "birnn",
+                    **model) -> Recognizer:
+    """A small untrained Recognizer with seeded weights (for shape and plumbing tests);
+    ``name`` is the model (:data:`asr.models.MODELS`), ``model`` more of its options."""
     torch.manual_seed(seed)
-    return Recognizer(FeatureConfig(n_mels=n_mels),
-                      ModelConfig(rnn_type=rnn_type, hidden_size=hidden, num_layers=layers, dropout=0.0, **model),
-                      vocab or Vocabulary())
+    cfg = model_config(dict(name=name, rnn_type=rnn_type, hidden_size=hidden, num_layers=layers, dropout=0.0, **model))
+    return Recognizer(FeatureConfig(n_mels=n_mels), cfg, vocab or Vocabulary())
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,14 @@ import torch
 from asr.average import average_checkpoints, main
 from asr.checkpoint import CheckpointError, epoch_path, load_checkpoint, save_checkpoint
 from asr.features import FeatureConfig
-from asr.model import ModelConfig
+from asr.models import BiRNNConfig
 from asr.recognizer import Recognizer
 from asr.text import Vocabulary
 
 
 def write_model(path, seed: int, chars: str = "abc ", hidden: int = 8) -> dict:
     torch.manual_seed(seed)
-    rec = Recognizer(FeatureConfig(n_mels=16), ModelConfig(hidden_size=hidden, num_layers=1), Vocabulary(chars))
+    rec = Recognizer(FeatureConfig(n_mels=16), BiRNNConfig(hidden_size=hidden, num_layers=1), Vocabulary(chars))
     save_checkpoint(path, rec.describe())
     return rec.state_dict()
 

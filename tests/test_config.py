@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -10,9 +11,9 @@ from asr.augment import AugmentConfig
 from asr.config import CONF_DIR, config_to_object, register_configs
 from asr.data import DataConfig
 from asr.features import FeatureConfig
-from asr.model import ModelConfig
+from asr.models import MODELS, BiRNNConfig, DS2Config
 from asr.optim import OptimConfig
-from asr.train import TrainConfig
+from asr.train import CONFIG_VARIANTS, TrainConfig
 from asr.utils import UserError
 
 MANIFESTS = ["data.train_manifest=train.jsonl", "data.dev_manifest=dev.jsonl"]
@@ -22,13 +23,13 @@ def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
-def load(overrides: list[str]) -> TrainConfig:
+def load(overrides: list[str], convert=config_to_object) -> TrainConfig:
     """Compose ``asr/conf/`` with ``overrides`` as ``asr-train`` does and convert it to dataclasses."""
-    register_configs(TrainConfig)
+    register_configs(TrainConfig, CONFIG_VARIANTS)
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         HydraConfig.instance().set_config(compose("config", overrides=overrides, return_hydra_config=True))
         try:
-            return config_to_object(compose("config", overrides=overrides))
+            return convert(compose("config", overrides=overrides))
         finally:
             HydraConfig.instance().cfg = None
 
@@ -43,7 +44,7 @@ def test_every_group_has_options():
 def test_every_group_option_composes_into_train_config(group, option):
     cfg = load([f"{group}={option}", *MANIFESTS])
     assert isinstance(cfg, TrainConfig)
-    assert isinstance(cfg.model, ModelConfig) and isinstance(cfg.features, FeatureConfig)
+    assert type(cfg.model) is MODELS[cfg.model.name].config_class and isinstance(cfg.features, FeatureConfig)
     assert isinstance(cfg.optim, OptimConfig) and isinstance(cfg.data, DataConfig)
     assert isinstance(cfg.augment, AugmentConfig)
     assert isinstance(cfg.optim.betas, list) and cfg.data.train_manifest == "train.jsonl"
@@ -62,11 +63,34 @@ def test_presets_select_what_their_names_say():
     brnn = load(["model=brnn", *MANIFESTS]).model
     assert (brnn.rnn_type, brnn.layer_norm, brnn.hidden_size) == ("rnn", True, 320)
     defaults = load(MANIFESTS)
-    assert defaults.model == ModelConfig() and defaults.features == FeatureConfig()
+    assert defaults.model == BiRNNConfig() and defaults.features == FeatureConfig()
+    assert load(["model=ds2", *MANIFESTS]).model == DS2Config()
     assert defaults.optim == OptimConfig()
     demo = load(["experiment=demo", "model.hidden_size=64", "optim.lr=0.01"])
     assert (demo.model.hidden_size, demo.optim.lr, demo.features.n_mels) == (64, 0.01, 64)
     assert demo.data.train_manifest == "exp/demo/data/train.jsonl"
+
+
+def test_model_ds2_gets_its_own_options_and_the_shared_overrides_keep_working():
+    ds2 = load(["model=ds2", "model.hidden_size=64", "model.time_stride=3", "model.rnn_type=gru", *MANIFESTS]).model
+    assert type(ds2) is DS2Config and (ds2.hidden_size, ds2.time_stride, ds2.rnn_type) == (64, 3, "gru")
+    assert load(["model.hidden_size=64", *MANIFESTS]).model == BiRNNConfig(hidden_size=64)
+
+
+@pytest.mark.parametrize("option", _options("experiment"))
+def test_every_experiment_preset_composes_with_model_ds2(option):
+    alone, ds2 = load([f"experiment={option}"]), load([f"experiment={option}", "model=ds2"])
+    assert type(ds2.model) is DS2Config
+    assert (ds2.model.hidden_size, ds2.model.num_layers) == (alone.model.hidden_size, alone.model.num_layers)
+
+
+def test_unknown_keys_are_those_of_the_chosen_model():
+    from asr.config import unknown_keys
+
+    keys = lambda overrides: load([*overrides, *MANIFESTS], lambda cfg: unknown_keys(cfg, TrainConfig))  # noqa: E731
+    assert keys(["model=ds2"]) == [] and keys([]) == []  # conv_channels, subsample: each model's own
+    assert keys(["model=ds2", "+model.hiden_size=32"]) == ["model.hiden_size"]
+    assert keys(["+model.conv_channels=8"]) == ["model.conv_channels"]  # a ds2 option given to birnn
 
 
 def test_missing_manifests_are_a_one_line_user_error():
@@ -80,6 +104,7 @@ def test_missing_manifests_are_a_one_line_user_error():
     ("features.normalize=cmvn", "features.normalize='cmvn'; expected one of"),
     ("optim.schedule=linear", "optim.schedule='linear'; expected one of"),
     ("model.dropout=1.5", "model.dropout=1.5"),
+    ("model.name=ds2", "model.name='ds2' but these are the birnn model's options; choose the architecture"),
     ("augment.speeds=[0,1]", "augment.speeds"),
 ])
 def test_invalid_values_name_the_key(override, message):
@@ -91,10 +116,21 @@ def test_invalid_values_name_the_key(override, message):
     ("model.hidden_size=abc", "model.hidden_size=abc"),
     ("model.attention=true", "model.attention"),
     ("model=transformer", "model/transformer"),
+    ("model.time_stride=2", "model.time_stride"),  # a ds2 option, and model is blstm
 ])
 def test_bad_overrides_fail_at_composition(override, message):
     with pytest.raises(HydraException, match=message.replace(".", r"\.")):
         load([override, *MANIFESTS])
+
+
+@pytest.mark.parametrize("overrides, error, message", [
+    (["model.subsample=2"], HydraException, "model.subsample"),  # a birnn option
+    (["model.time_stride=4"], ValueError, "model.time_stride=4; expected one of (2, 3)"),
+    (["model.activation=tanh"], ValueError, "model.activation='tanh'; expected one of ['hardtanh', 'relu']"),
+])
+def test_bad_ds2_overrides_are_refused_naming_the_key(overrides, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        load(["model=ds2", *overrides, *MANIFESTS])
 
 
 def test_a_bad_value_on_the_command_line_is_one_line_and_exit_2(tmp_path):

@@ -11,7 +11,9 @@ import torch
 from asr.data import (AudioDataset, DataConfig, DurationBatchSampler, ManifestError, Utterance, collate,
                       ctc_min_frames, drop_unalignable, read_manifest, read_manifest_table, read_manifests,
                       write_manifest)
-from asr.features import FeatureConfig, encoder_steps
+from asr.features import FeatureConfig
+from asr.models import BiRNNConfig
+from asr.recognizer import output_steps
 from asr.text import Vocabulary
 from asr.utils import UserError
 
@@ -158,7 +160,7 @@ def test_ctc_min_frames_counts_a_blank_between_repeats():
 
 def test_unalignable_and_empty_utterances_are_dropped_with_a_count(caplog):
     vocab, cfg = Vocabulary(), FeatureConfig()
-    steps = lambda d: encoder_steps(d, cfg, 3)  # noqa: E731 - 0.3 s: 11 steps
+    steps = lambda d: output_steps(d, cfg, BiRNNConfig(subsample=3))  # noqa: E731 - 0.3 s: 11 steps
     utts = [Utterance("ok", "a.wav", 0.3, "hello"),
             Utterance("long", "b.wav", 0.3, "a much too long transcript"),
             Utterance("repeats", "c.wav", 0.3, "aaaaaa"),  # 6 tokens, 11 frames with blanks

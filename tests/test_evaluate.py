@@ -11,8 +11,8 @@ from asr.checkpoint import save_checkpoint
 from asr.data import read_manifest
 from asr.decoding import Hypothesis
 from asr.evaluation import batch_loader, evaluate, iter_outputs, main
-from asr.features import encoder_steps
 from asr.metrics import error_rates
+from asr.recognizer import output_steps
 from asr.utils import run_cli
 from conftest import tiny_recognizer
 
@@ -45,8 +45,7 @@ def test_hypotheses_are_returned_in_manifest_order(corpus, recognizer):
     for batch, log_probs, lengths in batches:
         assert log_probs.shape[:2] == (len(batch.indices), lengths.max())
     result = evaluate(recognizer, utts, decoder=LengthDecoder(), max_batch_seconds=2.5)
-    cfg, sub = recognizer.feature_cfg, recognizer.model_cfg.subsample
-    expected = [f"steps{encoder_steps(u.duration, cfg, sub)}" for u in utts]
+    expected = [f"steps{output_steps(u.duration, recognizer.feature_cfg, recognizer.model_cfg)}" for u in utts]
     assert result.hypotheses == expected
 
 

@@ -10,7 +10,7 @@ import torch
 from asr.checkpoint import CheckpointError, save_checkpoint
 from asr.export import OnnxRecognizer, TorchScriptRecognizer, main as export_main
 from asr.features import FeatureConfig
-from asr.model import ModelConfig
+from asr.models import MODELS, model_config
 from asr.recognizer import Recognizer
 from asr.synth import Voice, render
 from asr.text import Vocabulary
@@ -20,18 +20,32 @@ pytest.importorskip("onnxruntime")
 SR = 16000
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
+def _exported(tmp_path_factory, name: str):
+    """A checkpoint of model ``name`` with global feature statistics (and, where it has batch
+    norm, running statistics) as after training; the recogniser and three utterances."""
     torch.manual_seed(0)
     rec = Recognizer(FeatureConfig(n_mels=40, normalize="global"),
-                     ModelConfig(hidden_size=24, num_layers=2, subsample=3), Vocabulary()).eval()
+                     model_config({"name": name, "hidden_size": 24, "num_layers": 2}), Vocabulary()).eval()
     rec.features.mean.uniform_(-5, 0)
     rec.features.std.uniform_(1, 3)
-    d = tmp_path_factory.mktemp("export")
+    for norm in rec.model.modules():
+        if isinstance(norm, torch.nn.modules.batchnorm._BatchNorm):
+            norm.running_mean.uniform_(-1, 1), norm.running_var.uniform_(0.5, 2)
+    d = tmp_path_factory.mktemp(f"export-{name}")
     save_checkpoint(d / "m.pt", rec.describe())
     waves = [torch.from_numpy(render(t, Voice("en-us"), SR, np.random.default_rng(i)))
              for i, t in enumerate(["one two", "the weather is nice today", "stop"])]
     return d, rec, waves
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return _exported(tmp_path_factory, "birnn")
+
+
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def each_model(request, tmp_path_factory):
+    return _exported(tmp_path_factory, request.param)
 
 
 def _batch(waves):
@@ -40,8 +54,8 @@ def _batch(waves):
 
 @pytest.mark.parametrize("fmt,suffix,cls", [("onnx", ".onnx", OnnxRecognizer),
                                             ("torchscript", ".ts", TorchScriptRecognizer)])
-def test_export_matches_pytorch(model, capsys, fmt, suffix, cls):
-    d, rec, waves = model
+def test_export_matches_pytorch(each_model, capsys, fmt, suffix, cls):
+    d, rec, waves = each_model
     out = d / f"m{suffix}"
     assert export_main([str(out), "--model", str(d / "m.pt"), "--format", fmt]) == 0
     assert "wrote" in capsys.readouterr().out

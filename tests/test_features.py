@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from asr.features import FeatureConfig, LogMel, encoder_steps, stack_frames
+from asr.features import FeatureConfig, LogMel
 from conftest import tone
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -148,23 +148,3 @@ def test_features_run_batched_on_cuda():
     gpu, frames = lm.cuda()(batch.cuda(), lengths.cuda())
     assert gpu.is_cuda and frames.is_cuda
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-3, rtol=1e-3)
-
-
-def test_stack_frames_concatenates_consecutive_frames_and_rounds_lengths_up():
-    x = torch.arange(2 * 7 * 2, dtype=torch.float32).reshape(2, 7, 2)
-    y, lengths = stack_frames(x, torch.tensor([7, 4]), 3)
-    assert y.shape == (2, 3, 6) and lengths.tolist() == [3, 2]
-    assert y[0, 0].tolist() == x[0, :3].flatten().tolist()
-    assert y[0, 1].tolist() == x[0, 3:6].flatten().tolist()
-    assert y[0, 2].tolist() == x[0, 6].tolist() + [0.0] * 4  # last step zero-padded
-    same, same_lengths = stack_frames(x, torch.tensor([7, 4]), 1)
-    assert same is x and same_lengths.tolist() == [7, 4]
-
-
-def test_encoder_steps_matches_the_frames_the_features_produce():
-    cfg = FeatureConfig()
-    lm = LogMel(cfg)
-    for samples in (1600, 16000, 16161, 23999):
-        _, frames = lm(_noise(samples)[None], torch.tensor([samples]))
-        _, steps = stack_frames(torch.zeros(1, frames.item(), 1), frames, 3)
-        assert encoder_steps(samples / 16000, cfg, 3) == steps.item()

@@ -10,19 +10,40 @@ PACKAGE = Path(__file__).resolve().parent.parent / "asr"
 
 
 def import_graph() -> dict[str, set[str]]:
-    """``{module: the asr modules it imports}`` for every ``asr/*.py``."""
-    modules = {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+    """``{module: the asr modules it imports}`` for every module of ``asr/``, subpackages
+    included (``models`` for ``asr/models/__init__.py``, ``models.ds2`` for ``asr/models/ds2.py``)."""
+    paths = {_name(p): p for p in PACKAGE.rglob("*.py")}
+    paths.pop("")  # asr/__init__.py: lazy re-exports only
     graph = {}
-    for name in modules:
+    for name, path in paths.items():
         deps = set()
-        for node in ast.walk(ast.parse((PACKAGE / f"{name}.py").read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "asr":
-                parts = node.module.split(".")
-                deps |= {parts[1]} if len(parts) > 1 else {a.name for a in node.names if a.name in modules}
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                deps |= _imported(node, name, path.name == "__init__.py", set(paths))
             elif isinstance(node, ast.Import):
-                deps |= {a.name.split(".")[1] for a in node.names if a.name.startswith("asr.")}
-        graph[name] = (deps & modules) - {name}
+                deps |= {a.name.split(".", 1)[1] for a in node.names if a.name.startswith("asr.")}
+        graph[name] = (deps & set(paths)) - {name}
     return graph
+
+
+def _name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imported(node: ast.ImportFrom, importer: str, is_package: bool, modules: set[str]) -> set[str]:
+    """The asr modules ``from X import a, b`` in module ``importer`` loads: ``X.a`` where that
+    is a module, else ``X`` (relative imports resolved)."""
+    if node.level:
+        base = importer.split(".") if is_package else importer.split(".")[:-1]
+        base = base[:len(base) - (node.level - 1)] + (node.module.split(".") if node.module else [])
+        target = ".".join(base)
+    elif node.module and node.module.split(".")[0] == "asr":
+        target = node.module.partition(".")[2]
+    else:
+        return set()
+    prefix = f"{target}." if target else ""
+    return {f"{prefix}{a.name}" if f"{prefix}{a.name}" in modules else target for a in node.names} - {""}
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -49,9 +70,22 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_module_import_graph_has_no_cycle():
     graph = import_graph()
-    assert {"train", "transcribe", "evaluation", "beam", "decoding", "greedy", "arpa", "formats"} <= set(graph)
+    assert {"train", "transcribe", "evaluation", "beam", "decoding", "greedy", "arpa", "formats", "models",
+            "models.ds2"} <= set(graph)
+    assert graph["models"] >= {"models.birnn", "models.ds2"} and "models" in graph["recognizer"]
     cycle = find_cycle(graph)
     assert cycle is None, " -> ".join(cycle)
+
+
+def test_subpackage_imports_are_resolved():
+    node = lambda src: ast.parse(src).body[0]  # noqa: E731
+    modules = {"models", "models.rnn", "models.ds2", "utils"}
+    assert _imported(node("from asr.models.rnn import X"), "models.ds2", False, modules) == {"models.rnn"}
+    assert _imported(node("from asr.models import rnn, build"), "train", False, modules) == {"models.rnn", "models"}
+    assert _imported(node("from .rnn import X"), "models.ds2", False, modules) == {"models.rnn"}
+    assert _imported(node("from . import ds2"), "models", True, modules) == {"models.ds2"}
+    assert _imported(node("from ..utils import X"), "models.ds2", False, modules) == {"utils"}
+    assert _imported(node("from torch import nn"), "models.ds2", False, modules) == set()
 
 
 def test_the_cycle_finder_finds_cycles():

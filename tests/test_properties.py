@@ -15,7 +15,7 @@ import torch
 from asr.data import DurationBatchSampler, read_manifest, read_manifest_table, write_manifest, Utterance
 from asr.decoding import GreedyDecoder
 from asr.features import FeatureConfig, LogMel
-from asr.model import BiRNNCTC, ModelConfig
+from asr.models import BiRNNConfig as ModelConfig, BiRNNCTC
 from asr.text import Vocabulary
 
 

@@ -22,7 +22,7 @@ import asr.train
 from asr.checkpoint import list_checkpoints, load_checkpoint, load_latest
 from asr.data import DataConfig, Utterance, write_manifest
 from asr.features import FeatureConfig
-from asr.model import ModelConfig
+from asr.models import BiRNNConfig, DS2Config
 from asr.optim import OptimConfig
 from asr.train import TrainConfig, TrainingInterrupted, train
 from asr.utils import UserError
@@ -174,7 +174,7 @@ def tiny_config(train_m: Path, dev_m: Path, exp_dir: Path, **overrides) -> Train
     cfg = TrainConfig(exp_dir=str(exp_dir), epochs=2, progress=False, log_every=1,
                       data=DataConfig(train_manifest=str(train_m), dev_manifest=str(dev_m), max_batch_size=4,
                                       max_batch_seconds=100.0, num_workers=0),
-                      model=ModelConfig(hidden_size=16, num_layers=1, dropout=0.0),
+                      model=BiRNNConfig(hidden_size=16, num_layers=1, dropout=0.0),
                       features=FeatureConfig(n_mels=16), optim=OptimConfig(lr=3e-3, warmup_steps=1))
     for k, v in overrides.items():
         setattr(cfg, k, v)
@@ -248,7 +248,7 @@ def test_ctc_loss_and_log_softmax_stay_float32_under_autocast(tones, single_thre
     from asr.text import Vocabulary
 
     vocab = Vocabulary()
-    rec = Recognizer(FeatureConfig(n_mels=16), ModelConfig(hidden_size=16, num_layers=1), vocab).train()
+    rec = Recognizer(FeatureConfig(n_mels=16), BiRNNConfig(hidden_size=16, num_layers=1), vocab).train()
     utts = read_manifest(tones[0])[:2]
     batch = collate([AudioDataset(utts, vocab, 16000)[i] for i in range(2)])
     seen = {}
@@ -288,7 +288,7 @@ def test_cuda_mixed_precision_keeps_the_recurrent_gradients(precision):
     device = torch.device("cuda")
     vocab = Vocabulary()
     torch.manual_seed(0)
-    rec = Recognizer(FeatureConfig(n_mels=80), ModelConfig(hidden_size=320, num_layers=5, dropout=0.0),
+    rec = Recognizer(FeatureConfig(n_mels=80), BiRNNConfig(hidden_size=320, num_layers=5, dropout=0.0),
                      vocab).to(device).train()
     g = torch.Generator().manual_seed(1)
     n, seconds = 16, 12
@@ -357,7 +357,7 @@ def test_resume_refuses_a_checkpoint_that_does_not_fit_naming_the_keys(tones, tm
     train(tiny_config(*tones, tmp_path, epochs=1))
     config_before = (tmp_path / "config.yaml").read_text()
     cfg = tiny_config(*tones, tmp_path, epochs=2, resume=True)
-    cfg.model = ModelConfig(hidden_size=24, num_layers=1, dropout=0.0)
+    cfg.model = BiRNNConfig(hidden_size=24, num_layers=1, dropout=0.0)
     cfg.optim = OptimConfig(lr=1e-2, warmup_steps=1)
     with pytest.raises(UserError, match=r"model.hidden_size=16 there, 24 now.*optim.lr=0.003 there, 0.01 now.*"
                                         r"cannot change when resuming"):
@@ -458,7 +458,7 @@ def test_resume_across_the_epoch_boundary_with_a_loader_worker_is_exact(tones, t
     def config(exp_dir, **kw):
         cfg = tiny_config(*tones, exp_dir, checkpoint_every=0, deterministic=True, **kw)
         cfg.data.num_workers = 1
-        cfg.model = ModelConfig(hidden_size=16, num_layers=1, dropout=0.3)
+        cfg.model = BiRNNConfig(hidden_size=16, num_layers=1, dropout=0.3)
         cfg.augment.time_masks, cfg.augment.time_mask_width, cfg.augment.speeds = 1, 5, [0.9, 1.0, 1.1]
         cfg.augment.noise_prob = 0.5
         return cfg
@@ -475,6 +475,53 @@ def test_resume_across_the_epoch_boundary_with_a_loader_worker_is_exact(tones, t
     train(config(tmp_path / "b", resume=True))
     a, b = (load_checkpoint(tmp_path / d / "last.pt") for d in ("a", "b"))
     assert a["progress"]["step"] == b["progress"]["step"] == 8
+    for key, weight in a["state_dict"].items():
+        assert torch.equal(weight, b["state_dict"][key]), key
+
+
+def test_cli_trains_ds2_and_resumes_it(tones, tmp_path):
+    """asr-train model=ds2 for two steps, then resume=true for two more: the same ds2 run;
+    resuming it with the default model is refused, naming the key."""
+    from asr.models import DS2CTC
+    from asr.recognizer import Recognizer
+
+    train_m, dev_m = tones
+    run = tmp_path / "ds2"
+    args = cli_overrides(train_m, dev_m, run, "model=ds2", "model.time_stride=3", "deterministic=false")
+    for extra, step in ((["max_steps=2"], 2), (["max_steps=4", "resume=true"], 4)):
+        proc = asr_train([*args, *extra])
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err[-2000:]
+        state = load_checkpoint(run / "last.pt")
+        assert state["progress"]["step"] == step and state["model_config"]["name"] == "ds2"
+    assert "resumed from" in (run / "train.log").read_text()
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"]["time_stride"] == 3
+    rec = Recognizer.from_checkpoint(run / "best.pt")
+    assert type(rec.model) is DS2CTC and rec.model_cfg.time_stride == 3 and rec.frame_shift == pytest.approx(0.03)
+    proc = asr_train([*cli_overrides(train_m, dev_m, run, "deterministic=false"), "resume=true"])
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "model.name='ds2' there, 'birnn' now" in err and "Traceback" not in err
+
+
+def test_ds2_stopped_and_resumed_ends_with_the_weights_of_an_uninterrupted_run(tones, tmp_path, monkeypatch):
+    """Batch norm's running statistics and step count are part of the state: a ds2 run
+    stopped by SIGTERM mid-epoch and resumed matches one that ran through."""
+    def config(exp_dir, **kw):
+        cfg = tiny_config(*tones, exp_dir, checkpoint_every=0, deterministic=True, epochs=1, **kw)
+        cfg.model = DS2Config(hidden_size=16, num_layers=1, dropout=0.3, conv_channels=4)
+        return cfg
+
+    train(config(tmp_path / "a"))
+    monkeypatch.setattr(torch.nn, "CTCLoss", TermAtCall)
+    monkeypatch.setattr(TermAtCall, "calls", 0)
+    monkeypatch.setattr(TermAtCall, "at", 2)
+    with pytest.raises(TrainingInterrupted):
+        train(config(tmp_path / "b"))
+    monkeypatch.setattr(TermAtCall, "at", 0)
+    train(config(tmp_path / "b", resume=True))
+    a, b = (load_checkpoint(tmp_path / d / "last.pt") for d in ("a", "b"))
+    assert a["progress"]["step"] == b["progress"]["step"] == 4
+    assert int(a["state_dict"]["model.conv.norms.0.num_batches_tracked"]) == 4  # training steps; dev runs in eval
     for key, weight in a["state_dict"].items():
         assert torch.equal(weight, b["state_dict"][key]), key
 

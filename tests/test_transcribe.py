@@ -36,16 +36,18 @@ def speech(tmp_path_factory):
 
 
 class BurstRecognizer:
-    """A stand-in acoustic model with known output: 'a' on loud 30 ms steps, a space on the
-    first quiet step after them, blank elsewhere."""
+    """A stand-in acoustic model with known output: 'a' on loud steps (30 ms, or
+    ``frame_shift``), a space on the first quiet step after them, blank elsewhere."""
 
     sample_rate, vocab = SR, Vocabulary()
     feature_cfg = FeatureConfig(n_mels=40)
-    frame_shift = 0.03
+
+    def __init__(self, frame_shift: float = 0.03):
+        self.frame_shift = frame_shift  # 10 ms frames, 3 (birnn) or 2 (ds2) per step
 
     def __call__(self, waves, lengths):
-        step = 480
-        steps = (torch.div(lengths, 160, rounding_mode="floor") + 1 + 2) // 3
+        step, frames = round(self.frame_shift * SR), round(self.frame_shift * 100)
+        steps = (torch.div(lengths, 160, rounding_mode="floor") + frames) // frames
         total = int(steps.max())
         x = torch.nn.functional.pad(waves, (0, max(0, total * step - waves.shape[1])))[:, :total * step]
         loud = x.reshape(len(x), total, step).pow(2).mean(-1).sqrt() > 0.05
@@ -65,12 +67,12 @@ def _burst_file(path, starts, length, seconds):
     sf.write(path, x, SR, subtype="FLOAT")
 
 
-@pytest.mark.parametrize("gap", [1.0, 0.09])  # pauses to cut at / none: overlapping windows
-def test_word_times_in_seconds_across_chunks(tmp_path, gap):
+@pytest.mark.parametrize("gap, frame_shift", [(1.0, 0.03), (0.09, 0.03), (0.09, 0.02)])  # pauses to cut at / none
+def test_word_times_in_seconds_across_chunks(tmp_path, gap, frame_shift):
     length = 0.6
     starts = np.arange(0.5, 95.0, length + gap)
     _burst_file(tmp_path / "b.wav", starts, length, 96.0)
-    (t,) = transcribe_files(BurstRecognizer(), [str(tmp_path / "b.wav")], chunk_seconds=10.0)
+    (t,) = transcribe_files(BurstRecognizer(frame_shift), [str(tmp_path / "b.wav")], chunk_seconds=10.0)
     assert [w.word for w in t.words] == ["a"] * len(starts)  # each burst once, no overlap duplicates
     assert t.text == " ".join(["a"] * len(starts)) and t.duration == 96.0
     for w, s in zip(t.words, starts):
