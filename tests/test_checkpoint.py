@@ -144,3 +144,51 @@ def test_a_checkpoint_whose_pickle_carries_code_is_refused_without_running_it(tm
     with pytest.raises(CheckpointError):
         load_checkpoint(path)
     assert not marker.exists()  # weights_only=True refused the object instead of building it
+
+
+@pytest.mark.parametrize("keep", [1, 3])
+def test_prune_keeps_exactly_the_newest_n(tmp_path, keep):
+    """Five periodic checkpoints: keep 1 leaves the newest, keep 3 the three newest (a
+    slice from the wrong end, or 1 read as 'keep all', would leave others)."""
+    for step in (10, 20, 30, 40, 50):
+        save_checkpoint(periodic_path(tmp_path, step), model_state(step))
+    deleted = prune_checkpoints(tmp_path, keep, "step")
+    kept = [p.name for p in list_checkpoints(tmp_path, "step")]
+    assert kept == [f"step-{s:08d}.pt" for s in (10, 20, 30, 40, 50)[-keep:]]
+    assert len(deleted) == 5 - keep and not any(p.exists() for p in deleted)
+
+
+def test_link_or_copy_copies_where_hard_links_fail(tmp_path, monkeypatch):
+    """A file system without hard links (some network mounts): a full copy, renamed into place."""
+    def no_links(src, dst):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    save_checkpoint(tmp_path / "a.pt", model_state(7))
+    link_or_copy(tmp_path / "a.pt", tmp_path / "b.pt")
+    assert (tmp_path / "b.pt").read_bytes() == (tmp_path / "a.pt").read_bytes()
+    assert os.stat(tmp_path / "b.pt").st_ino != os.stat(tmp_path / "a.pt").st_ino
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt", "b.pt"]  # no temporary file left
+
+
+def test_a_loaded_checkpoint_saved_again_loads(tmp_path):
+    """asr-average and asr-export save states they loaded (which carry their old checksum):
+    the new file's checksum must cover the new content, not the stale value."""
+    save_checkpoint(tmp_path / "c.pt", model_state(3))
+    state = load_checkpoint(tmp_path / "c.pt")
+    state["state_dict"]["w"] = state["state_dict"]["w"] * 2
+    save_checkpoint(tmp_path / "d.pt", state)
+    again = load_checkpoint(tmp_path / "d.pt")
+    torch.testing.assert_close(again["state_dict"]["w"], 2 * model_state(3)["state_dict"]["w"])
+
+
+def test_load_latest_skips_a_checkpoint_without_training_state(tmp_path):
+    """A weights-only file where last.pt should be (e.g. an exported model copied over it)
+    is skipped with a warning, for the newest periodic checkpoint."""
+    save_checkpoint(periodic_path(tmp_path, 10), model_state(10))
+    save_checkpoint(tmp_path / "last.pt", model_state())  # no progress
+    warnings = []
+    path, state = load_latest(tmp_path, warn=warnings.append)
+    assert path.name == "step-00000010.pt" and state["progress"]["step"] == 10
+    assert len(warnings) == 1 and "no training state" in warnings[0]
+    assert load_latest(tmp_path)[0].name == "step-00000010.pt"  # without warn= too
