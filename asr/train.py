@@ -29,6 +29,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -180,16 +181,99 @@ def check_resumable(cfg: TrainConfig, saved: dict, path: Path) -> None:
                         "when resuming: drop those overrides, or start a new run (overwrite=true or another exp_dir)")
 
 
+@dataclass
+class LoopState:
+    """Where the run stands; saved in every checkpoint as ``progress`` (these keys).
+
+    ``batch``: batches consumed in ``epoch`` (resuming inside it); ``step``: optimizer
+    steps; ``since_best``: epochs without a better dev WER; ``bad_steps``/``bad_in_row``:
+    skipped steps (non-finite loss or gradient); ``loss_sum``/``n_batches``: the epoch's
+    running loss; ``world_size``: the ranks it was saved with."""
+
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+    best_wer: float = math.inf
+    since_best: int = 0
+    bad_steps: int = 0
+    bad_in_row: int = 0
+    loss_sum: float = 0.0
+    n_batches: int = 0
+    world_size: int = 1
+
+    def state_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def load_state_dict(self, d: dict) -> None:
+        for key, value in d.items():
+            if hasattr(self, key):
+                setattr(self, key, value)
+
+
+@dataclass
+class Data:
+    """The training data of this rank and the dev set (every rank holds all of it)."""
+
+    vocab: Vocabulary
+    train: Sequence  # UtteranceTable
+    dev: list
+    sampler: DurationBatchSampler
+    loader: DataLoader
+
+
+@dataclass
+class Parts:
+    """What a training step needs: ``model`` is ``recognizer.model`` or its DDP wrapper."""
+
+    recognizer: Recognizer
+    model: torch.nn.Module
+    spec_augment: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    ctc: torch.nn.CTCLoss
+    amp_dtype: torch.dtype | None
+
+
 def _train(cfg: TrainConfig, ctx: distributed.Context, device: torch.device, stop: "StopSignals") -> dict:
+    """The run: data, model, resume, then epochs of training, validation and checkpoints."""
     exp_dir = Path(cfg.exp_dir)
-    amp_dtype = autocast_dtype(device, cfg.precision)
     if cfg.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     seed_everything(cfg.seed)
+    data = build_data(cfg, ctx, device)
+    parts = build_parts(cfg, ctx, device, data)
+    loop = LoopState(world_size=ctx.world_size)
+    resumed = resume(cfg, ctx, parts, loop)
+    if ctx.is_main:  # what actually runs (a resumed run's frozen keys were just checked)
+        _write_config(cfg, exp_dir / "config.yaml")
+    metrics = MetricsLog(exp_dir, loop.step if resumed else None) if ctx.is_main else None
+    # The loader's workers are forked at the first epoch. Objects made so far move to the
+    # garbage collector's permanent generation, so collections in the workers do not write
+    # to their pages (which would copy them into every worker).
+    gc.freeze()
+    result: dict = {}
+    try:
+        for epoch in range(loop.epoch, cfg.epochs):
+            if (cfg.max_steps and loop.step >= cfg.max_steps) or _early_stop(cfg, loop):
+                break
+            start = time.time()
+            train_one_epoch(cfg, ctx, device, parts, data, loop, epoch, stop, metrics)
+            result = end_epoch(cfg, ctx, device, parts, data, loop, epoch, metrics, time.time() - start)
+        if cfg.average_last and ctx.is_main and list_checkpoints(exp_dir, "epoch"):
+            result["averaged_dev_wer"] = _average(cfg, exp_dir, data.dev, device, metrics)
+        distributed.barrier()
+    finally:
+        gc.unfreeze()
+        if metrics:
+            metrics.close()
+    return {"best_dev_wer": loop.best_wer, **result}
 
-    # Data: manifests -> dataset -> duration-bucketed batches, every rank its share.
+
+def build_data(cfg: TrainConfig, ctx: distributed.Context, device: torch.device) -> Data:
+    """Manifests -> dataset -> duration-bucketed batches, this rank's share."""
     vocab = Vocabulary(cfg.data.chars)
     # Speed perturbation shortens audio by up to the fastest speed: keep labels alignable then too.
     fastest = max(cfg.augment.speeds or [1.0])
@@ -221,13 +305,17 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, device: torch.device, sto
              len(train_utts), train_utts.durations.sum() / 3600, len(sampler),
              f" on each of {ctx.world_size} ranks" if ctx.enabled else "", 100 * sampler.padding_fraction(),
              len(dev_utts))
+    return Data(vocab, train_utts, dev_utts, sampler, loader)
 
-    # Model, optimizer, schedule.
-    recognizer = Recognizer(cfg.features, cfg.model, vocab).to(device)
+
+def build_parts(cfg: TrainConfig, ctx: distributed.Context, device: torch.device, data: Data) -> Parts:
+    """Model (DDP-wrapped under torchrun), SpecAugment, optimizer, schedule, scaler, loss."""
+    amp_dtype = autocast_dtype(device, cfg.precision)
+    recognizer = Recognizer(cfg.features, cfg.model, data.vocab).to(device)
     spec_augment = (SpecAugment(cfg.augment, cfg.features).to(device) if cfg.augment.spec_enabled
                     else torch.nn.Identity())
     if cfg.features.normalize == "global":
-        stats = DataLoader(AudioDataset(train_utts[:500], vocab, cfg.features.sample_rate), batch_size=16,
+        stats = DataLoader(AudioDataset(data.train[:500], data.vocab, cfg.features.sample_rate), batch_size=16,
                            collate_fn=collate)
         recognizer.features.fit_global_stats((b.waves, b.wave_lengths) for b in stats)
     model = recognizer.model
@@ -236,147 +324,146 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, device: torch.device, sto
         # the CPU frame lengths to the GPU (then packing would wait to copy them back).
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=None)
         seed_everything(cfg.seed + 1_000_003 * ctx.rank)  # each rank its own dropout/masking draws
-    total_steps = cfg.epochs * len(sampler)
+    total_steps = cfg.epochs * len(data.sampler)
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
     optimizer, scheduler = build_optimizer(recognizer.model.parameters(), cfg.optim, total_steps)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    ctc = torch.nn.CTCLoss(blank=vocab.blank, reduction="mean", zero_infinity=True)
+    ctc = torch.nn.CTCLoss(blank=data.vocab.blank, reduction="mean", zero_infinity=True)
     n_params = sum(p.numel() for p in recognizer.parameters())
     log.info("model: %s, %.2fM parameters, device %s, precision %s%s", _describe(cfg.model), n_params / 1e6,
              device, amp_dtype or "fp32", _group_description(ctx))
+    return Parts(recognizer, model, spec_augment, optimizer, scheduler, scaler, ctc, amp_dtype)
 
-    # Where we are: epoch, batches consumed in it, optimizer steps, early-stopping and
-    # bad-step counters, the epoch's running loss. Saved in every checkpoint.
-    progress = {"epoch": 0, "batch": 0, "step": 0, "best_wer": math.inf, "since_best": 0, "bad_steps": 0,
-                "bad_in_row": 0, "loss_sum": 0.0, "n_batches": 0, "world_size": ctx.world_size}
-    last, best = exp_dir / "last.pt", exp_dir / "best.pt"
-    found = None
-    if cfg.resume:  # rank 0 reads the checkpoint and sends it: other nodes need not see exp_dir
-        found = distributed.broadcast_object(load_latest(exp_dir, warn=log.warning) if ctx.is_main else None)
-    if found is not None:
-        path, state = found
-        check_resumable(cfg, state.get("config") or {}, path)
-        recognizer.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        ranks = state.get("rng_ranks") or [state["rng"]]
-        set_rng_state(ranks[ctx.rank] if len(ranks) == ctx.world_size else state["rng"])
-        progress.update(state["progress"])
-        if progress["world_size"] != ctx.world_size and progress["batch"]:
-            log.warning("resuming on %d ranks a run saved on %d: epoch %d restarts from its first batch",
-                        ctx.world_size, progress["world_size"], progress["epoch"] + 1)
-            progress.update(batch=0, loss_sum=0.0, n_batches=0)
-        progress["world_size"] = ctx.world_size
-        log.info("resumed from %s at epoch %d, batch %d, step %d", path, progress["epoch"] + 1,
-                 progress["batch"], progress["step"])
-    elif cfg.resume:
-        log.info("resume=true but %s holds no checkpoint yet: starting from scratch", exp_dir)
-    if ctx.is_main:  # what actually runs (a resumed run's frozen keys were just checked)
-        _write_config(cfg, exp_dir / "config.yaml")
 
-    def training_state() -> dict:
-        rngs = distributed.all_gather_objects(rng_state())  # collective: every rank calls this
-        return {**recognizer.describe(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), "rng": rngs[0], "rng_ranks": rngs, "progress": dict(progress),
-                "config": dataclasses.asdict(cfg)}
+def resume(cfg: TrainConfig, ctx: distributed.Context, parts: Parts, loop: LoopState) -> bool:
+    """With ``resume=true``, load the newest good state of ``exp_dir`` into ``parts`` and
+    ``loop``; True when one was found."""
+    if not cfg.resume:
+        return False
+    # Rank 0 reads the checkpoint and sends it: other nodes need not see exp_dir.
+    found = distributed.broadcast_object(load_latest(cfg.exp_dir, warn=log.warning) if ctx.is_main else None)
+    if found is None:
+        log.info("resume=true but %s holds no checkpoint yet: starting from scratch", cfg.exp_dir)
+        return False
+    path, state = found
+    check_resumable(cfg, state.get("config") or {}, path)
+    parts.recognizer.load_state_dict(state["state_dict"])
+    parts.optimizer.load_state_dict(state["optimizer"])
+    parts.scheduler.load_state_dict(state["scheduler"])
+    parts.scaler.load_state_dict(state["scaler"])
+    ranks = state.get("rng_ranks") or [state["rng"]]
+    set_rng_state(ranks[ctx.rank] if len(ranks) == ctx.world_size else state["rng"])
+    loop.load_state_dict(state["progress"])
+    if loop.world_size != ctx.world_size and loop.batch:
+        log.warning("resuming on %d ranks a run saved on %d: epoch %d restarts from its first batch",
+                    ctx.world_size, loop.world_size, loop.epoch + 1)
+        loop.batch, loop.loss_sum, loop.n_batches = 0, 0.0, 0
+    loop.world_size = ctx.world_size
+    log.info("resumed from %s at epoch %d, batch %d, step %d", path, loop.epoch + 1, loop.batch, loop.step)
+    return True
 
-    def save_periodic() -> None:
-        state = training_state()
-        if ctx.is_main:
-            path = periodic_path(exp_dir, progress["step"])
-            save_checkpoint(path, state)
-            link_or_copy(path, last)
-            prune_checkpoints(exp_dir, cfg.keep_last_n, "step")
 
-    metrics = MetricsLog(exp_dir, progress["step"] if found else None) if ctx.is_main else None
-    # The loader's workers are forked at the first epoch. Objects made so far move to the
-    # garbage collector's permanent generation, so collections in the workers do not write
-    # to their pages (which would copy them into every worker).
-    gc.freeze()
-    result: dict = {}
-    try:
-        for epoch in range(progress["epoch"], cfg.epochs):
-            if (cfg.max_steps and progress["step"] >= cfg.max_steps) or _early_stop(cfg, progress):
-                break
-            sampler.set_epoch(epoch)
-            sampler.skip = progress["batch"]  # resuming inside this epoch
-            recognizer.train()
-            spec_augment.train()
-            start = time.time()
-            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and ctx.is_main),
-                       leave=False, dynamic_ncols=True, file=sys.stderr)
-            for batch in bar:
-                progress["batch"] += 1
-                loss, grad_norm = train_step(recognizer, model, spec_augment, ctc, optimizer, scaler, batch, device,
-                                             amp_dtype, cfg.optim.grad_clip)
-                # One small all-reduce: mean loss over ranks, the (already averaged) gradient
-                # norm, and whether any rank was asked to stop. Every rank decides alike.
-                stats = torch.stack([loss.detach().float(), grad_norm.detach().float(),
-                                     torch.tensor(float(stop.signum), device=device)])
-                loss_value, norm_value, stop_any = distributed.all_reduce_mean(stats).tolist()
-                if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
-                    scaler.update()  # fp16: lowers the scale after an overflow
-                    if scaler.is_enabled() and math.isfinite(loss_value):
-                        log.info("step %d: fp16 gradient overflow, loss scale lowered", progress["step"])
-                    else:
-                        _bad_step(progress, cfg, epoch, metrics)
-                else:
-                    scaler.step(optimizer)
-                    scaler.update()
-                    scheduler.step()
-                    progress["step"] += 1
-                    progress["bad_in_row"] = 0
-                    progress["loss_sum"] += loss_value
-                    progress["n_batches"] += 1
-                    bar.set_postfix(loss=f"{loss_value:.3f}")
-                    if metrics and progress["step"] % cfg.log_every == 0:
-                        metrics.write({"kind": "train", "epoch": epoch, "step": progress["step"], "loss": loss_value,
-                                       "grad_norm": norm_value, "lr": scheduler.get_last_lr()[0]}, progress["step"])
-                if stop_any:
-                    save_periodic()
-                    raise TrainingInterrupted(stop.signum or signal.SIGTERM, progress["step"])
-                if cfg.checkpoint_every and progress["step"] % cfg.checkpoint_every == 0 \
-                        and progress["bad_in_row"] == 0 and progress["step"]:
-                    save_periodic()
-                if cfg.max_steps and progress["step"] >= cfg.max_steps:
-                    break
-            bar.close()
-            sampler.skip = 0
+def training_state(cfg: TrainConfig, parts: Parts, loop: LoopState) -> dict:
+    """Everything ``resume`` needs. Collective: every rank calls it (RNG states are gathered)."""
+    rngs = distributed.all_gather_objects(rng_state())
+    return {**parts.recognizer.describe(), "optimizer": parts.optimizer.state_dict(),
+            "scheduler": parts.scheduler.state_dict(), "scaler": parts.scaler.state_dict(), "rng": rngs[0],
+            "rng_ranks": rngs, "progress": loop.state_dict(), "config": dataclasses.asdict(cfg)}
 
-            dev_loss, dev_rates = _evaluate_dev(recognizer, dev_utts, ctx, device, cfg)
-            result = {"kind": "epoch", "epoch": epoch + 1, "step": progress["step"],
-                      "train_loss": progress["loss_sum"] / max(progress["n_batches"], 1), "dev_loss": dev_loss,
-                      "dev_wer": dev_rates.wer, "dev_cer": dev_rates.cer, "skipped_steps": progress["bad_steps"],
-                      "seconds": time.time() - start}
-            improved = dev_rates.wer < progress["best_wer"]
-            progress.update(epoch=epoch + 1, batch=0, loss_sum=0.0, n_batches=0,
-                            best_wer=min(dev_rates.wer, progress["best_wer"]),
-                            since_best=0 if improved else progress["since_best"] + 1)
-            log.info("epoch %d: train loss %.3f, dev loss %.3f, dev %s, %.0f s%s", epoch + 1,
-                     result["train_loss"], dev_loss, dev_rates.summary(), result["seconds"],
-                     " (best)" if improved else "")
-            state = training_state()
-            if ctx.is_main:
-                metrics.write(result, progress["step"])
-                save_checkpoint(last, state)
-                if improved:
-                    link_or_copy(last, best)
-                save_checkpoint(epoch_path(exp_dir, epoch + 1), recognizer.describe())
-                prune_checkpoints(exp_dir, max(cfg.keep_last_n, cfg.average_last) if cfg.keep_last_n else 0, "epoch")
-                plot_curves(exp_dir / "metrics.jsonl", exp_dir / "curves.png")
-            if _early_stop(cfg, progress):
-                log.info("early stop: dev WER has not improved for %d epochs (best %.2f%%)", cfg.patience,
-                         100 * progress["best_wer"])
-        if cfg.average_last and ctx.is_main and list_checkpoints(exp_dir, "epoch"):
-            result["averaged_dev_wer"] = _average(cfg, exp_dir, dev_utts, device, metrics)
-        distributed.barrier()
-    finally:
-        gc.unfreeze()
-        if metrics:
-            metrics.close()
-    return {"best_dev_wer": progress["best_wer"], **result}
+
+def save_periodic(cfg: TrainConfig, ctx: distributed.Context, parts: Parts, loop: LoopState) -> None:
+    """``checkpoints/step-N.pt``, linked to ``last.pt``; older ones pruned."""
+    state = training_state(cfg, parts, loop)
+    if ctx.is_main:
+        exp_dir = Path(cfg.exp_dir)
+        path = periodic_path(exp_dir, loop.step)
+        save_checkpoint(path, state)
+        link_or_copy(path, exp_dir / "last.pt")
+        prune_checkpoints(exp_dir, cfg.keep_last_n, "step")
+
+
+def train_one_epoch(cfg: TrainConfig, ctx: distributed.Context, device: torch.device, parts: Parts, data: Data,
+                    loop: LoopState, epoch: int, stop: "StopSignals", metrics: "MetricsLog | None") -> None:
+    """Train on this rank's batches of ``epoch`` (from ``loop.batch`` when resuming inside
+    it); checkpoints every ``checkpoint_every`` steps, and on a stop signal."""
+    data.sampler.set_epoch(epoch)
+    data.sampler.skip = loop.batch
+    parts.recognizer.train()
+    parts.spec_augment.train()
+    bar = tqdm(data.loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and ctx.is_main),
+               leave=False, dynamic_ncols=True, file=sys.stderr)
+    for batch in bar:
+        loop.batch += 1
+        loss, grad_norm = train_step(parts.recognizer, parts.model, parts.spec_augment, parts.ctc, parts.optimizer,
+                                     parts.scaler, batch, device, parts.amp_dtype, cfg.optim.grad_clip)
+        # One small all-reduce: mean loss over ranks, the (already averaged) gradient norm,
+        # and whether any rank was asked to stop. Every rank decides alike.
+        stats = torch.stack([loss.detach().float(), grad_norm.detach().float(),
+                             torch.tensor(float(stop.signum), device=device)])
+        loss_value, norm_value, stop_any = distributed.all_reduce_mean(stats).tolist()
+        if math.isfinite(loss_value) and math.isfinite(norm_value):
+            _optimizer_step(cfg, parts, loop, epoch, loss_value, norm_value, metrics)
+            bar.set_postfix(loss=f"{loss_value:.3f}")
+        else:
+            parts.scaler.update()  # fp16: lowers the scale after an overflow
+            if parts.scaler.is_enabled() and math.isfinite(loss_value):
+                log.info("step %d: fp16 gradient overflow, loss scale lowered", loop.step)
+            else:
+                _bad_step(loop, cfg, epoch, metrics)
+        if stop_any:
+            save_periodic(cfg, ctx, parts, loop)
+            raise TrainingInterrupted(stop.signum or signal.SIGTERM, loop.step)
+        if cfg.checkpoint_every and loop.step % cfg.checkpoint_every == 0 and loop.bad_in_row == 0 and loop.step:
+            save_periodic(cfg, ctx, parts, loop)
+        if cfg.max_steps and loop.step >= cfg.max_steps:
+            break
+    bar.close()
+    data.sampler.skip = 0
+
+
+def _optimizer_step(cfg: TrainConfig, parts: Parts, loop: LoopState, epoch: int, loss_value: float,
+                    norm_value: float, metrics: "MetricsLog | None") -> None:
+    parts.scaler.step(parts.optimizer)
+    parts.scaler.update()
+    parts.scheduler.step()
+    loop.step += 1
+    loop.bad_in_row = 0
+    loop.loss_sum += loss_value
+    loop.n_batches += 1
+    if metrics and loop.step % cfg.log_every == 0:
+        metrics.write({"kind": "train", "epoch": epoch, "step": loop.step, "loss": loss_value,
+                       "grad_norm": norm_value, "lr": parts.scheduler.get_last_lr()[0]}, loop.step)
+
+
+def end_epoch(cfg: TrainConfig, ctx: distributed.Context, device: torch.device, parts: Parts, data: Data,
+              loop: LoopState, epoch: int, metrics: "MetricsLog | None", seconds: float) -> dict:
+    """Validate on dev, update ``loop``, write ``last.pt`` (``best.pt`` when dev WER
+    improved) and the epoch's weights; returns the epoch's record."""
+    exp_dir = Path(cfg.exp_dir)
+    dev_loss, dev_rates = _evaluate_dev(parts.recognizer, data.dev, ctx, device, cfg)
+    result = {"kind": "epoch", "epoch": epoch + 1, "step": loop.step,
+              "train_loss": loop.loss_sum / max(loop.n_batches, 1), "dev_loss": dev_loss, "dev_wer": dev_rates.wer,
+              "dev_cer": dev_rates.cer, "skipped_steps": loop.bad_steps, "seconds": seconds}
+    improved = dev_rates.wer < loop.best_wer
+    loop.epoch, loop.batch, loop.loss_sum, loop.n_batches = epoch + 1, 0, 0.0, 0
+    loop.best_wer = min(dev_rates.wer, loop.best_wer)
+    loop.since_best = 0 if improved else loop.since_best + 1
+    log.info("epoch %d: train loss %.3f, dev loss %.3f, dev %s, %.0f s%s", epoch + 1, result["train_loss"], dev_loss,
+             dev_rates.summary(), seconds, " (best)" if improved else "")
+    state = training_state(cfg, parts, loop)
+    if ctx.is_main:
+        metrics.write(result, loop.step)
+        save_checkpoint(exp_dir / "last.pt", state)
+        if improved:
+            link_or_copy(exp_dir / "last.pt", exp_dir / "best.pt")
+        save_checkpoint(epoch_path(exp_dir, epoch + 1), parts.recognizer.describe())
+        prune_checkpoints(exp_dir, max(cfg.keep_last_n, cfg.average_last) if cfg.keep_last_n else 0, "epoch")
+        plot_curves(exp_dir / "metrics.jsonl", exp_dir / "curves.png")
+    if _early_stop(cfg, loop):
+        log.info("early stop: dev WER has not improved for %d epochs (best %.2f%%)", cfg.patience,
+                 100 * loop.best_wer)
+    return result
 
 
 def train_step(recognizer: Recognizer, model: torch.nn.Module, spec_augment: torch.nn.Module,
@@ -437,22 +524,22 @@ def _group_description(ctx) -> str:
     return f", rank {ctx.rank} of {ctx.world_size} ({torch.distributed.get_backend()}{', DDP' if ctx.enabled else ''})"
 
 
-def _early_stop(cfg: TrainConfig, progress: dict) -> bool:
-    return bool(cfg.patience) and progress["since_best"] >= cfg.patience
+def _early_stop(cfg: TrainConfig, loop: LoopState) -> bool:
+    return bool(cfg.patience) and loop.since_best >= cfg.patience
 
 
-def _bad_step(progress: dict, cfg: TrainConfig, epoch: int, metrics: "MetricsLog | None") -> None:
+def _bad_step(loop: LoopState, cfg: TrainConfig, epoch: int, metrics: "MetricsLog | None") -> None:
     """Count a skipped step (non-finite loss or gradient); stop after too many in a row."""
-    progress["bad_steps"] += 1
-    progress["bad_in_row"] += 1
+    loop.bad_steps += 1
+    loop.bad_in_row += 1
     log.warning("epoch %d, step %d: non-finite loss or gradient, step skipped (%d in a row, %d in all)",
-                epoch + 1, progress["step"], progress["bad_in_row"], progress["bad_steps"])
+                epoch + 1, loop.step, loop.bad_in_row, loop.bad_steps)
     if metrics:
-        metrics.write({"kind": "skip", "epoch": epoch, "step": progress["step"], "skipped_steps": progress["bad_steps"],
-                       "in_a_row": progress["bad_in_row"]}, progress["step"])
-    if cfg.max_bad_steps and progress["bad_in_row"] >= cfg.max_bad_steps:
-        raise UserError(f"training diverged: {progress['bad_in_row']} steps in a row had a non-finite loss or "
-                        f"gradient (epoch {epoch + 1}, step {progress['step']}); lower optim.lr, raise "
+        metrics.write({"kind": "skip", "epoch": epoch, "step": loop.step, "skipped_steps": loop.bad_steps,
+                       "in_a_row": loop.bad_in_row}, loop.step)
+    if cfg.max_bad_steps and loop.bad_in_row >= cfg.max_bad_steps:
+        raise UserError(f"training diverged: {loop.bad_in_row} steps in a row had a non-finite loss or "
+                        f"gradient (epoch {epoch + 1}, step {loop.step}); lower optim.lr, raise "
                         "optim.warmup_steps or check the data, then resume=true continues from last.pt "
                         "(the last good state)")
 

@@ -52,6 +52,14 @@ def corpus(tmp_path_factory) -> Corpus:
     return Corpus(root, manifest, utts)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _corpus_first(corpus) -> None:
+    """eSpeak NG's output depends on what the process synthesised before (its pitch flutter
+    runs on from call to call: the same text twice differs after 0.1 s), so the shared corpus
+    is made first in every session and is the same audio whichever tests run (a subset,
+    another order, mutation testing)."""
+
+
 def tiny_recognizer(seed: int = 0, n_mels: int = 16, hidden: int = 16, layers: int = 1,
                     rnn_type: str = "lstm", vocab: Vocabulary | None = None, name: str = "birnn",
                     **model) -> Recognizer:

