@@ -120,6 +120,15 @@ def first_long_pause(wave: np.ndarray, sample_rate: int, pause: float, top_db: f
     return None
 
 
+def _chunk_sizes(sample_rate: int, max_seconds: float, overlap_seconds: float) -> tuple[int, int]:
+    """``(max_len, overlap)`` in samples, checked."""
+    max_len, overlap = int(max_seconds * sample_rate), int(overlap_seconds * sample_rate)
+    if max_len < 1 or not 0 <= overlap < max_len // 2:
+        raise ValueError(f"need max_seconds > 0 and 0 <= overlap_seconds < max_seconds / 2, "
+                         f"got {max_seconds} and {overlap_seconds}")
+    return max_len, overlap
+
+
 def split_chunks(blocks: Iterable[torch.Tensor], sample_rate: int, max_seconds: float = 20.0,
                  overlap_seconds: float = 1.0, min_pause: float = 0.15, top_db: float = 35.0,
                  margin_seconds: float | None = 0.3, cut_pause: float | None = 0.3) -> Iterator[Chunk]:
@@ -153,11 +162,7 @@ def split_chunks(blocks: Iterable[torch.Tensor], sample_rate: int, max_seconds: 
         Numbered from 0. With ``margin_seconds=None`` and without overlap, the chunks'
         waves concatenate to the recording.
     """
-    max_len = int(max_seconds * sample_rate)
-    overlap = int(overlap_seconds * sample_rate)
-    if max_len < 1 or not 0 <= overlap < max_len // 2:
-        raise ValueError(f"need max_seconds > 0 and 0 <= overlap_seconds < max_seconds / 2, "
-                         f"got {max_seconds} and {overlap_seconds}")
+    max_len, overlap = _chunk_sizes(sample_rate, max_seconds, overlap_seconds)
     margin = None if margin_seconds is None else int(margin_seconds * sample_rate)
     buf = np.zeros(0, np.float32)
     buf_start, index, keep_from = 0, 0, 0.0

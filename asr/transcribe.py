@@ -220,28 +220,13 @@ def transcribe_files(recognizer, paths: Iterable[str | Input], decoder: Decoder 
         waves = [c.wave for _, c in waiting]
         for i, nbest, log_probs in _run(recognizer, waves, decoder, device, max_batch_seconds, precision):
             pending, chunk = waiting[i]
-            offset = chunk.start / rate
-            words = align_words(log_probs, nbest[0].tokens or recognizer.vocab.encode(nbest[0].text),
-                                recognizer.vocab, recognizer.frame_shift, offset)
-            words = [w for w in words if chunk.keeps(w.start, w.end)]
-            kept = None
-            if offset < plot_seconds:
-                times = offset + (torch.arange(len(log_probs)) + 0.5) * recognizer.frame_shift
-                keep = (times >= chunk.keep_from) & (times < min(chunk.keep_until, plot_seconds))
-                kept = log_probs[keep]
+            words, kept = _chunk_words(recognizer, chunk, nbest, log_probs, plot_seconds)
             chunk.wave = torch.zeros(0)  # release the audio
             pending.done[chunk.index] = (chunk, nbest, words, kept)
         waiting, waiting_samples = [], 0
 
     def finished() -> Iterator[Transcript]:
-        while queue and queue[0].finished:
-            pending = queue.popleft()
-            if pending.error is not None:
-                if on_error is None:
-                    raise pending.error
-                on_error(pending.item.name, pending.error)
-            else:
-                yield _stitch(pending)
+        return _finished(queue, on_error)
 
     for item in paths:
         item = item if isinstance(item, Input) else Input(str(item), str(item), Path(str(item)).name)
@@ -276,6 +261,33 @@ def _manifest_input(u, row: dict) -> Input:
     name = f"{escape_controls(u.audio_filepath)}:{u.offset:.2f}-{u.offset + u.duration:.2f}"
     return Input(name, u.audio_filepath, f"{u.id}{Path(u.audio_filepath).suffix}", row=row,
                  segment=(u.offset, u.duration))
+
+
+def _chunk_words(recognizer, chunk: Chunk, nbest: list, log_probs: torch.Tensor, plot_seconds: float):
+    """The words of one decoded chunk that it keeps (the overlap's other half belongs to its
+    neighbour), timed in the recording; and its posteriors when they are to be plotted."""
+    offset = chunk.start / recognizer.sample_rate
+    words = align_words(log_probs, nbest[0].tokens or recognizer.vocab.encode(nbest[0].text),
+                        recognizer.vocab, recognizer.frame_shift, offset)
+    words = [w for w in words if chunk.keeps(w.start, w.end)]
+    kept = None
+    if offset < plot_seconds:
+        times = offset + (torch.arange(len(log_probs)) + 0.5) * recognizer.frame_shift
+        keep = (times >= chunk.keep_from) & (times < min(chunk.keep_until, plot_seconds))
+        kept = log_probs[keep]
+    return words, kept
+
+
+def _finished(queue: deque, on_error) -> Iterator[Transcript]:
+    """Transcripts of the inputs at the head of ``queue`` whose chunks are all decoded, in order."""
+    while queue and queue[0].finished:
+        pending = queue.popleft()
+        if pending.error is not None:
+            if on_error is None:
+                raise pending.error
+            on_error(pending.item.name, pending.error)
+        else:
+            yield _stitch(pending)
 
 
 @contextlib.contextmanager

@@ -98,3 +98,15 @@ def test_the_leaves_import_nothing_above_them():
     assert graph["utils"] == set()
     assert graph["text"] <= {"utils"} and graph["arpa"] <= {"utils"}
     assert "beam" not in graph["greedy"] and "decoding" not in graph["beam"]
+
+
+def test_no_function_in_the_package_is_longer_than_80_lines():
+    """A function that outgrows a screen gets split into named steps (README, Development)."""
+    root = Path(__file__).resolve().parent.parent / "asr"
+    long = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
+                long.append(f"{path.relative_to(root.parent)}:{node.lineno} {node.name} "
+                            f"({node.end_lineno - node.lineno + 1} lines)")
+    assert not long, long
