@@ -330,3 +330,16 @@ def test_the_utterance_table_holds_no_object_per_utterance(tmp_path):
 
 def dataclasses_fields(u):
     return (u.id, u.audio_filepath, u.duration, u.text, u.offset)
+
+
+def test_manifest_ids_from_utt_id_or_line_and_paths_from_home(tmp_path, monkeypatch):
+    """Kaldi-style ``utt_id`` names an utterance when ``id`` is absent (else file stem and
+    line); ``~/`` in audio paths is the user's home."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    sf.write(tmp_path / "a.wav", np.zeros(1600, dtype=np.float32), 16000)
+    path = _write_lines(tmp_path / "sub.jsonl", [
+        {"audio_filepath": "~/a.wav", "duration": 0.1, "text": "x", "utt_id": "k1"},
+        {"audio_filepath": "a.wav", "duration": 0.1, "text": "y"}])
+    a, b = read_manifest(path)
+    assert (a.id, a.audio_filepath) == ("k1", str(tmp_path / "a.wav"))
+    assert (b.id, b.audio_filepath) == ("sub-2", str(tmp_path / "a.wav"))
