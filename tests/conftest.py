@@ -42,9 +42,12 @@ class Corpus:
     utterances: list[Utterance]
 
 
-@pytest.fixture(scope="session")
-def corpus(tmp_path_factory) -> Corpus:
-    """Five synthesised utterances (0.5-1.5 s each, 16 kHz WAV) and ``corpus.jsonl``."""
+@pytest.fixture(scope="session", autouse=True)
+def _session_corpus(tmp_path_factory) -> Corpus:
+    """Made first in every session (autouse): eSpeak NG's output depends on what the process
+    synthesised before (its pitch flutter runs on from call to call: the same text twice
+    differs after 0.1 s), so the shared corpus is the same audio whichever tests run (a
+    subset, another order, mutation testing)."""
     root = tmp_path_factory.mktemp("corpus")
     utts = write_corpus(root / "wav", CORPUS_ITEMS, sample_rate=16000, seed=0)
     manifest = root / "corpus.jsonl"
@@ -52,12 +55,10 @@ def corpus(tmp_path_factory) -> Corpus:
     return Corpus(root, manifest, utts)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _corpus_first(corpus) -> None:
-    """eSpeak NG's output depends on what the process synthesised before (its pitch flutter
-    runs on from call to call: the same text twice differs after 0.1 s), so the shared corpus
-    is made first in every session and is the same audio whichever tests run (a subset,
-    another order, mutation testing)."""
+@pytest.fixture(scope="session")
+def corpus(_session_corpus) -> Corpus:
+    """Five synthesised utterances (0.5-1.5 s each, 16 kHz WAV) and ``corpus.jsonl``."""
+    return _session_corpus
 
 
 def tiny_recognizer(seed: int = 0, n_mels: int = 16, hidden: int = 16, layers: int = 1,
