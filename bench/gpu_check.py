@@ -362,11 +362,14 @@ def synthesise_demo(out_dir: Path, n_train: int, n_dev: int, n_test: int, worker
     held_out = set(DEV_VARIANTS) | set(TEST_VARIANTS)
     splits = {"train": (n_train, [v for v in VARIANTS if v not in held_out]),
               "dev": (n_dev, DEV_VARIANTS), "test": (n_test, TEST_VARIANTS)}
-    # spawn, not fork: the parent has CUDA and thread pools running. One torch thread per
-    # worker: 16 workers each starting 16 OpenMP threads (the resampling in render) stalled
-    # the first GPU check for minutes.
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                                initializer=_one_thread) as pool:
+    # spawn, not fork: the parent has CUDA and thread pools running. One OpenMP thread per
+    # worker: 16 workers each starting 16 threads (the resampling in render) is the likely
+    # reason the synthesis stalled on the first GPU check (not verified).
+    saved = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the spawned workers from their start
+    pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                                  initializer=_one_thread)
+    try:
         for split, (n, variants) in splits.items():
             items = [(f"{split}-{i:05d}", sentence(rng), random_voice(rng, variants)) for i in range(n)]
             chunks = [items[k::workers] for k in range(workers) if items[k::workers]]
@@ -376,6 +379,18 @@ def synthesise_demo(out_dir: Path, n_train: int, n_dev: int, n_test: int, worker
             utts = sorted((u for job in jobs for u in job.result(timeout=300)), key=lambda u: u.id)
             write_manifest(out_dir / f"{split}.jsonl", utts)
             print(f"{split}: {len(utts)} utterances synthesised", flush=True)
+    except BaseException:
+        for process in list(getattr(pool, "_processes", {}).values()):  # do not wait for stalled workers
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    else:
+        pool.shutdown()
+    finally:
+        if saved is None:
+            os.environ.pop("OMP_NUM_THREADS")
+        else:
+            os.environ["OMP_NUM_THREADS"] = saved
 
 
 def _one_thread() -> None:
