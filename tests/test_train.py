@@ -560,3 +560,25 @@ def test_a_small_dev_shm_is_warned_about_before_training(monkeypatch, caplog):
     with caplog.at_level("WARNING", logger="asr.train"):
         asr.train._check_shared_memory(cfg)
     assert "--shm-size" not in caplog.text
+
+
+def test_early_stopping_and_averaging_while_the_weights_move(tones, tmp_path, monkeypatch):
+    """With a real learning rate: the run stops ``patience`` epochs after its best dev WER
+    (dev WERs scripted: best at epoch 2), ``best.pt`` holds epoch 2's weights, and
+    ``averaged.pt`` is the element-wise mean of the last two epochs' (different) weights."""
+    from asr.metrics import ErrorRates
+
+    wers = iter([0.9, 0.5, 0.6, 0.55, 0.4, 0.3])
+    monkeypatch.setattr(asr.train, "_evaluate_dev", lambda *a: (1.0, ErrorRates(next(wers), 0.5, 0, 0, 0, 1, 1)))
+    cfg = tiny_config(*tones, tmp_path, epochs=6, patience=2, average_last=2)
+    result = train(cfg)
+    epochs = [r["epoch"] for r in map(json.loads, (tmp_path / "metrics.jsonl").open()) if r["kind"] == "epoch"]
+    assert epochs == [1, 2, 3, 4] and result["best_dev_wer"] == 0.5
+    e2, e3, e4 = (load_checkpoint(tmp_path / "checkpoints" / f"epoch-00{i}.pt")["state_dict"] for i in (2, 3, 4))
+    best, averaged = load_checkpoint(tmp_path / "best.pt"), load_checkpoint(tmp_path / "averaged.pt")
+    assert best["progress"]["epoch"] == 2
+    assert any(k.startswith("model.") and not torch.equal(e3[k], e4[k]) for k in e3)  # the weights moved
+    for k, v in averaged["state_dict"].items():
+        assert torch.equal(best["state_dict"][k], e2[k]), k
+        if v.is_floating_point():
+            torch.testing.assert_close(v, (e3[k] + e4[k]) / 2, msg=k)
