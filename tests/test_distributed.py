@@ -136,3 +136,30 @@ def test_single_process_helpers_need_no_process_group(monkeypatch):
     x = torch.tensor([1.0, 3.0])
     assert torch.equal(distributed.all_reduce_mean(x), x)
     assert distributed.all_gather_objects({"a": 1}) == [{"a": 1}]
+
+
+@pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                    reason="torch.distributed with gloo is not available")
+def test_two_ranks_resumed_at_an_epoch_end_continue_each_with_its_own_random_state(tmp_path):
+    """Dropout, SpecAugment and noise draw differently on each rank: a 2-rank run stopped
+    after epoch 1 and resumed ends with the weights of an uninterrupted 2-rank run only if
+    each rank gets its own RNG state back (rng_ranks), not rank 0's."""
+    train_m = write_corpus(tmp_path / "train", 16, seed=5)
+    dev_m = write_corpus(tmp_path / "dev", 4, seed=6)
+
+    def two_ranks(exp_dir: Path, *extra: str) -> None:
+        args = overrides(train_m, dev_m, exp_dir, batch=2)
+        args = [a for a in args if not a.startswith(("model.dropout=", "epochs=", "max_steps="))]
+        run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+             "asr.train", *args, "model.dropout=0.3", "augment.time_masks=1", "augment.time_mask_width=5",
+             "augment.noise_prob=0.5", "optim.schedule=constant", "optim.warmup_steps=0", *extra])
+
+    two_ranks(tmp_path / "a", "epochs=2")
+    two_ranks(tmp_path / "b", "epochs=1")
+    saved = load_checkpoint(tmp_path / "b" / "last.pt")
+    assert len(saved["rng_ranks"]) == 2 and not torch.equal(saved["rng_ranks"][0]["torch"], saved["rng_ranks"][1]["torch"])
+    two_ranks(tmp_path / "b", "epochs=2", "resume=true")
+    a, b = (load_checkpoint(tmp_path / d / "last.pt") for d in ("a", "b"))
+    assert a["progress"]["epoch"] == b["progress"]["epoch"] == 2 and a["progress"]["step"] == b["progress"]["step"]
+    for key, weight in a["state_dict"].items():
+        assert torch.equal(weight, b["state_dict"][key]), key
