@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import array
+import contextlib
 import json
 import logging
 import math
 import os
 import re
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -130,6 +132,38 @@ def _parse_line(raw: bytes, path: Path, lineno: int, check_files: bool) -> tuple
         raise ManifestError(f"{where}: offset must be seconds >= 0 into the recording, got {offset!r}")
     uid = str(rec.pop("id") if "id" in rec else rec.pop("utt_id", f"{path.stem}-{lineno}"))
     return uid, audio_path, float(duration), text, rec, None if offset is None else float(offset)
+
+
+@contextlib.contextmanager
+def stream_manifest(path: str | os.PathLike) -> Iterator[str]:
+    """``path`` when it is a regular file; for a named pipe, process substitution
+    (``<(...)``) or ``/dev/stdin``, a temporary copy, so the manifest can be read more than
+    once. A pipe has no folder of its own: its relative audio paths are resolved against
+    the current directory (written absolute into the copy)."""
+    path = str(path)
+    if os.path.isfile(path) or not os.path.exists(path):
+        yield path  # read_manifest names the missing file
+        return
+    with open(path, "rb") as stream, tempfile.TemporaryDirectory(prefix="asr-manifest-") as tmp:
+        copy = os.path.join(tmp, os.path.basename(path) or "stdin")
+        with open(copy, "wb") as out:
+            for raw in stream:
+                out.write(_absolute_audio(raw))
+        yield copy
+
+
+def _absolute_audio(raw: bytes) -> bytes:
+    """The line with a relative ``audio_filepath`` made absolute against the current
+    directory; any other line as it is (read_manifest reports what is wrong with it)."""
+    try:
+        rec = json.loads(raw)
+    except ValueError:
+        return raw
+    audio = rec.get("audio_filepath") if isinstance(rec, dict) else None
+    if not isinstance(audio, str) or not audio or os.path.isabs(os.path.expanduser(audio)):
+        return raw
+    rec["audio_filepath"] = os.path.abspath(os.path.expanduser(audio))
+    return (json.dumps(rec, ensure_ascii=False) + "\n").encode()
 
 
 def manifest_lines(path: str | os.PathLike) -> list[tuple[int, str]]:

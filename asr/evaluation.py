@@ -14,8 +14,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from asr.audio import AudioError, audio_info
-from asr.data import (AudioDataset, Batch, DurationBatchSampler, Utterance, collate, manifest_lines,
-                      read_manifest)
+from asr.data import (AudioDataset, Batch, DurationBatchSampler, Utterance, collate, manifest_lines, read_manifest,
+                      stream_manifest)
 from asr.decoding import Decoder, GreedyDecoder, add_decoder_arguments, decoder_from_args
 from asr.metrics import ErrorRates, error_rates, word_edits
 from asr.recognizer import Recognizer
@@ -165,6 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     if args.report:
         check_writable(args.report, "--report")  # before the evaluation, not after it
+    with stream_manifest(args.manifest) as manifest:  # a pipe (<(...), /dev/stdin) is read once, into a copy
+        args.manifest = manifest
+        return _main(args, device)
+
+
+def _main(args, device) -> int:
     if args.hyp_key:
         result = score_hypotheses(args.manifest, args.hyp_key, Vocabulary(args.chars))
         everything = utterances = result.ids

@@ -1,8 +1,10 @@
 import json
 import math
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -180,3 +182,28 @@ def test_output_manifest_marks_inputs_that_failed(corpus, tiny_checkpoint, tmp_p
                                      str(out)]) == 1
     first, second = (json.loads(line) for line in out.read_text().splitlines())
     assert "pred_error" not in first and second["pred_text"] == "" and "no such file" in second["pred_error"]
+
+
+def test_a_manifest_from_a_pipe_is_scored_like_the_file(corpus, checkpoint, tmp_path):
+    """``asr-evaluate --manifest <(...)`` and ``--manifest /dev/stdin`` (read once, into a
+    copy: the report reads the manifest again); relative audio paths in a pipe are
+    resolved against the current directory, as a pipe has no folder of its own."""
+    def evaluate_cli(manifest: str, **kw) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "asr.evaluation", "--model", str(checkpoint), "--manifest",
+                               manifest, "--device", "cpu", "--report", str(tmp_path / "r.json")],
+                              capture_output=True, text=True, timeout=300, cwd=corpus.root, **kw)
+
+    file_run = evaluate_cli(str(corpus.manifest))
+    assert file_run.returncode == 0, file_run.stderr
+    text = corpus.manifest.read_text()
+    assert '"audio_filepath": "wav/' in text  # relative: resolved against the working directory below
+    stdin_run = evaluate_cli("/dev/stdin", input=text)
+    assert stdin_run.returncode == 0, stdin_run.stderr
+    assert stdin_run.stdout.splitlines()[-1] == file_run.stdout.splitlines()[-1]
+    assert len(json.loads((tmp_path / "r.json").read_text())["utterances"]) == 5
+    substitution = subprocess.run(["bash", "-c", f'"$0" -m asr.evaluation --model "$1" --device cpu '
+                                  f'--manifest <(cat "$2")', sys.executable, str(checkpoint), str(corpus.manifest)],
+                                  capture_output=True, text=True, timeout=300, cwd=corpus.root,
+                                  env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    assert substitution.returncode == 0, substitution.stderr
+    assert substitution.stdout.splitlines()[-1] == file_run.stdout.splitlines()[-1]
