@@ -211,11 +211,10 @@ class _Strings:
 
     @classmethod
     def build(cls, strings: Iterable[str]) -> "_Strings":
-        blob, ends = bytearray(), []
+        builder = _StringsBuilder()
         for text in strings:
-            blob += text.encode()
-            ends.append(len(blob))
-        return cls(bytes(blob), np.asarray(ends, dtype=np.int64))
+            builder.add(text)
+        return builder.build()
 
     def __len__(self) -> int:
         return len(self.ends)
@@ -230,6 +229,20 @@ class _Strings:
     @property
     def nbytes(self) -> int:
         return len(self.blob) + self.ends.nbytes
+
+
+class _StringsBuilder:
+    """Appends strings straight into a :class:`_Strings` buffer (no list of them is held)."""
+
+    def __init__(self) -> None:
+        self.blob, self.ends = bytearray(), array.array("q")
+
+    def add(self, text: str) -> None:
+        self.blob += text.encode()
+        self.ends.append(len(self.blob))
+
+    def build(self) -> _Strings:
+        return _Strings(bytes(self.blob), np.array(self.ends, dtype=np.int64))
 
 
 class UtteranceTable(Sequence):
@@ -249,17 +262,16 @@ class UtteranceTable(Sequence):
     @classmethod
     def from_records(cls, records: Iterable[tuple]) -> "UtteranceTable":
         # Straight into buffers and typed arrays: no list of strings is ever held.
-        blobs = [bytearray(), bytearray(), bytearray()]
-        ends = [array.array("q"), array.array("q"), array.array("q")]
+        ids, paths, texts = _StringsBuilder(), _StringsBuilder(), _StringsBuilder()
         durations, offsets = array.array("d"), array.array("d")
         for uid, path, duration, text, _extra, offset in records:
-            for blob, end, value in zip(blobs, ends, (uid, path, text)):
-                blob += value.encode()
-                end.append(len(blob))
+            ids.add(uid)
+            paths.add(path)
+            texts.add(text)
             durations.append(duration)
             offsets.append(math.nan if offset is None else offset)
-        ids, paths, texts = (_Strings(bytes(b), np.array(e, dtype=np.int64)) for b, e in zip(blobs, ends))
-        return cls(ids, paths, texts, np.array(durations, dtype=np.float64), np.array(offsets, dtype=np.float64))
+        return cls(ids.build(), paths.build(), texts.build(), np.array(durations, dtype=np.float64),
+                   np.array(offsets, dtype=np.float64))
 
     @classmethod
     def from_utterances(cls, utterances: Iterable[Utterance]) -> "UtteranceTable":

@@ -225,9 +225,6 @@ def transcribe_files(recognizer, paths: Iterable[str | Input], decoder: Decoder 
             pending.done[chunk.index] = (chunk, nbest, words, kept)
         waiting, waiting_samples = [], 0
 
-    def finished() -> Iterator[Transcript]:
-        return _finished(queue, on_error)
-
     for item in paths:
         item = item if isinstance(item, Input) else Input(str(item), str(item), Path(str(item)).name)
         pending = _Pending(item, error=item.error)
@@ -243,16 +240,16 @@ def transcribe_files(recognizer, paths: Iterable[str | Input], decoder: Decoder 
                         count += 1
                         if waiting_samples >= max_batch_seconds * rate:
                             run_waiting()
-                            yield from finished()
+                            yield from _finished(queue, on_error)
                     pending.total = count
             except AudioError as e:
                 pending.error = e
                 waiting = [(p, c) for p, c in waiting if p is not pending]
                 waiting_samples = sum(len(c.wave) for _, c in waiting)
-        yield from finished()
+        yield from _finished(queue, on_error)
     if waiting:
         run_waiting()
-    yield from finished()
+    yield from _finished(queue, on_error)
 
 
 def _manifest_input(u, row: dict) -> Input:
