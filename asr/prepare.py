@@ -46,12 +46,18 @@ class PrepareError(UserError):
 
 
 def split_by_speaker(utterances: Sequence[Utterance], dev: float = 0.1, test: float = 0.0,
-                     seed: int = 0) -> tuple[list[Utterance], list[Utterance], list[Utterance]]:
+                     seed: int = 0, folds: int = 0,
+                     fold: int = 0) -> tuple[list[Utterance], list[Utterance], list[Utterance]]:
     """Split utterances into ``(train, dev, test)`` by speaker (``extra["speaker"]``).
 
     ``dev`` and ``test`` are a fraction of the speakers (``0 < x < 1``) or a number of
     speakers (``>= 1``); each held-out set gets at least one speaker when asked for.
     The speakers are shuffled with ``seed``; no speaker is in two sets.
+
+    With ``folds=K`` (speaker cross-validation) the test speakers stay those of the split
+    without folds, so a final test set that no fold chose on stays the same, and the other
+    speakers are dealt into ``K`` folds: fold ``fold`` (0-based) is dev, the rest train.
+    Every non-test speaker is dev in exactly one fold.
     """
     speakers = sorted({str(u.extra.get("speaker", "")) for u in utterances})
     if "" in speakers:
@@ -71,6 +77,12 @@ def split_by_speaker(utterances: Sequence[Utterance], dev: float = 0.1, test: fl
     order = speakers[:]
     random.Random(seed).shuffle(order)
     dev_spk, test_spk = set(order[:n_dev]), set(order[n_dev:n_dev + n_test])
+    if folds:
+        rest = order[:n_dev] + order[n_dev + n_test:]
+        if not 2 <= folds <= len(rest) or not 0 <= fold < folds:
+            raise PrepareError(f"--folds {folds} --fold {fold}: expected 2 <= folds <= {len(rest)} (the speakers "
+                               f"outside the test set) and 0 <= fold < folds")
+        dev_spk = set(rest[fold::folds])
     parts: tuple[list, list, list] = ([], [], [])
     for u in utterances:
         spk = str(u.extra["speaker"])
@@ -477,6 +489,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dev-speakers", type=float, default=0.1, help="fraction (<1) or number of dev speakers")
     s.add_argument("--test-speakers", type=float, default=0.1, help="fraction (<1) or number of test speakers")
     s.add_argument("--seed", type=int, default=0, help="seed of the speaker shuffle")
+    s.add_argument("--folds", type=int, default=0,
+                   help="speaker cross-validation: deal the non-test speakers into this many folds (0: off)")
+    s.add_argument("--fold", type=int, default=0, help="with --folds: the fold (0-based) that is dev")
 
     d = sub.add_parser("digits", formatter_class=HelpFormatter,
                        help="connected digits from the Free Spoken Digit Dataset")
@@ -546,7 +561,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "split":
         if args.test_speakers > 0 and not args.test:
             args.test_speakers = 0
-        parts = split_by_speaker(read_manifest(args.manifest), args.dev_speakers, args.test_speakers, args.seed)
+        parts = split_by_speaker(read_manifest(args.manifest), args.dev_speakers, args.test_speakers, args.seed,
+                                 args.folds, args.fold)
         for name, path, utts in zip(("train", "dev", "test"), (args.train, args.dev, args.test), parts):
             if path:
                 write_manifest(path, utts, relative=False)

@@ -198,6 +198,26 @@ def test_split_by_speaker_keeps_speakers_apart():
     assert split_by_speaker(_utts(speakers), 0.1, 3, seed=2)[1] != dev
 
 
+def test_split_folds_cover_every_speaker_once_and_keep_the_test_set():
+    speakers = [f"s{i // 2}" for i in range(46)]  # 23 speakers
+    _, _, plain_test = split_by_speaker(_utts(speakers), dev=0.1, test=3, seed=4)
+    test_spk = {u.extra["speaker"] for u in plain_test}
+    dev_sets = []
+    for k in range(4):
+        train, dev, test = split_by_speaker(_utts(speakers), dev=0.1, test=3, seed=4, folds=4, fold=k)
+        assert test == plain_test  # the final test set is the one no fold chooses on
+        spk = [{u.extra["speaker"] for u in part} for part in (train, dev)]
+        assert not spk[0] & spk[1] and not (spk[0] | spk[1]) & test_spk
+        assert len(spk[0]) + len(spk[1]) == 20 and len(spk[1]) == 5
+        dev_sets.append(spk[1])
+    assert set.union(*dev_sets) == {f"s{i}" for i in range(23)} - test_spk  # each speaker dev once
+    assert sum(len(d) for d in dev_sets) == 20
+    with pytest.raises(PrepareError, match="--folds 4 --fold 4"):
+        split_by_speaker(_utts(speakers), dev=0.1, test=3, folds=4, fold=4)
+    with pytest.raises(PrepareError, match="--folds 1"):
+        split_by_speaker(_utts(speakers), dev=0.1, test=3, folds=1)
+
+
 def test_split_errors(tmp_path):
     with pytest.raises(PrepareError, match="hold out fewer"):
         split_by_speaker(_utts(["a", "b"]), dev=1, test=1)

@@ -57,6 +57,39 @@ def test_digits_folds_hold_out_each_corpus_speaker_in_turn(tmp_path, exp):
     assert "| **mean** | 20.00% | 5.00% |" in (base / "folds.txt").read_text()
 
 
+def test_speechocean762_folds_deal_the_non_test_speakers_into_dev_folds(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    kaldi = tmp_path / "corpus" / "train"
+    kaldi.mkdir(parents=True)
+    rows = [(f"spk{s}_u{u}", f"spk{s}") for s in range(10) for u in range(2)]
+    for utt, _ in rows:
+        sf.write(kaldi / f"{utt}.wav", np.zeros(1600, dtype=np.float32), 16000)
+    (kaldi / "wav.scp").write_text("".join(f"{u} {kaldi / u}.wav\n" for u, _ in rows))
+    (kaldi / "text").write_text("".join(f"{u} HELLO\n" for u, _ in rows))
+    (kaldi / "utt2spk").write_text("".join(f"{u} {s}\n" for u, s in rows))
+    exp = tmp_path / "exp"
+    for k in range(3):
+        _fold(exp, str(k), dev__greedy=10.0 * (k + 1))
+    run = subprocess.run(["bash", ROOT / "recipes/speechocean762/run.sh", "--corpus-dir", tmp_path / "corpus",
+                          "--exp-dir", exp, "--folds", "3", "--stop-stage", "1"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "| **mean** | 20.00% |" in (exp / "folds.txt").read_text()
+
+    def speakers(k, split):
+        lines = (exp / f"fold-{k}" / "data" / f"{split}.jsonl").read_text().splitlines()
+        return {json.loads(line)["speaker"] for line in lines}
+
+    test = speakers(0, "test")
+    assert test and all(speakers(k, "test") == test for k in range(3))
+    devs = [speakers(k, "dev") for k in range(3)]
+    assert sorted(len(d) for d in devs) == [3, 3, 3] and set.union(*devs) == {f"spk{s}" for s in range(10)} - test
+    assert all(not speakers(k, "train") & (devs[k] | test) for k in range(3))
+    bad = subprocess.run(["bash", ROOT / "recipes/speechocean762/run.sh", "--folds", "x"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("run.sh: error: --folds x")
+
+
 def test_unseen_sentences_are_scored_apart_from_seen_ones(tmp_path):
     train = tmp_path / "train.jsonl"
     train.write_text("".join(json.dumps({"audio_filepath": f"{i}.wav", "duration": 1.0, "text": t}) + "\n"

@@ -5,7 +5,13 @@
 # corpus's own test speakers; with a train-only copy, another 10% of the train speakers.
 #
 #   bash recipes/speechocean762/run.sh [--corpus-dir DIR] [--exp-dir exp/speechocean762] \
-#       [--stage 0] [--stop-stage 4] [-- KEY=VALUE ...]
+#       [--stage 0] [--stop-stage 4] [--folds K] [-- KEY=VALUE ...]
+#
+# --folds K: speaker cross-validation for choosing settings. The test speakers stay those
+# of the plain split (a final test set no choice looks at); the other speakers are dealt
+# into K folds (asr-prepare split --folds K --fold I) and the whole recipe runs K times into
+# <exp-dir>/fold-<I>, fold I's speakers as dev. Then the mean and range over the folds of
+# each WER are printed and written to <exp-dir>/folds.txt. Choose on the dev mean.
 #
 # Stages: 0 download the corpus (only without --corpus-dir; verified), 1 prepare manifests
 # (asr-prepare kaldi + a speaker split), 2 train, 3 evaluate dev and test (greedy, and beam
@@ -18,17 +24,40 @@ corpus_dir=""
 exp_dir=exp/speechocean762
 stage=0
 stop_stage=4
+folds=0
+fold=""
+args=("$@")
 while [ $# -gt 0 ]; do
   case "$1" in
     --corpus-dir) corpus_dir=$2; shift 2 ;;
     --exp-dir) exp_dir=$2; shift 2 ;;
     --stage) stage=$2; shift 2 ;;
     --stop-stage) stop_stage=$2; shift 2 ;;
+    --folds) folds=$2; shift 2 ;;
+    --fold) fold=$2; shift 2 ;;  # internal: set by --folds for each fold's run
     --) shift; break ;;
-    *) echo "run.sh: unknown option $1 (expected --corpus-dir, --exp-dir, --stage, --stop-stage, -- overrides)" >&2
+    *) echo "run.sh: unknown option $1 (expected --corpus-dir, --exp-dir, --stage, --stop-stage, --folds, -- overrides)" >&2
        exit 2 ;;
   esac
 done
+[[ "$folds" =~ ^[0-9]+$ ]] || { echo "run.sh: error: --folds $folds: expected a number of folds (>= 2)" >&2; exit 2; }
+if [ "$folds" -gt 0 ] && [ -z "$fold" ]; then
+  [ "$folds" -ge 2 ] || { echo "run.sh: error: --folds $folds: expected at least 2 folds" >&2; exit 2; }
+  here=$(dirname "$0")
+  rest=()  # the arguments without --folds K and --exp-dir, passed to each fold
+  for ((i = 0; i < ${#args[@]}; i++)); do
+    case "${args[i]}" in --folds|--exp-dir) i=$((i + 1)) ;; *) rest+=("${args[i]}") ;; esac
+  done
+  for ((k = 0; k < folds; k++)); do
+    echo "=== fold $k of $folds"
+    bash "$here/run.sh" --exp-dir "$exp_dir/fold-$k" --folds "$folds" --fold "$k" "${rest[@]}"
+  done
+  "${PYTHON:-python3}" "$here/../folds.py" "$exp_dir" $(seq 0 $((folds - 1))) | tee "$exp_dir/folds.txt.tmp"
+  mv "$exp_dir/folds.txt.tmp" "$exp_dir/folds.txt"
+  exit 0
+fi
+fold_opts=()
+[ -n "$fold" ] && fold_opts=(--folds "$folds" --fold "$fold")
 [ -n "$corpus_dir" ] && corpus_dir=$(realpath -m "$corpus_dir")
 exp_dir=$(realpath -m "$exp_dir")
 cd "$(dirname "$0")/../.."
@@ -51,12 +80,12 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     if [ -f "$corpus_dir/test/wav.scp" ]; then
       asr-prepare kaldi "$corpus_dir/test" "$data/corpus_test.jsonl"
       asr-prepare split "$data/corpus_train.jsonl" --train "$data/train.jsonl" --dev "$data/dev.jsonl" \
-        --dev-speakers 0.1 --test-speakers 0
+        --dev-speakers 0.1 --test-speakers 0 "${fold_opts[@]}"
       cp "$data/corpus_test.jsonl" "$data/.test.jsonl" && mv "$data/.test.jsonl" "$data/test.jsonl"
     else
       echo "no $corpus_dir/test: holding out 10% of the train speakers as the test set"
       asr-prepare split "$data/corpus_train.jsonl" --train "$data/train.jsonl" --dev "$data/dev.jsonl" \
-        --test "$data/test.jsonl" --dev-speakers 0.1 --test-speakers 0.1
+        --test "$data/test.jsonl" --dev-speakers 0.1 --test-speakers 0.1 "${fold_opts[@]}"
     fi
   fi
 fi
