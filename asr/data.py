@@ -494,11 +494,15 @@ class DurationBatchSampler(Sampler[list[int]]):
 @dataclass
 class DataConfig:
     """Manifests and batching. ``train_manifest`` may list several manifests, comma-separated
-    (a corpus plus extra data). ``chars`` are the vocabulary's characters after the blank."""
+    (a corpus plus extra data). ``chars`` are the vocabulary's characters after the blank;
+    ``numbers`` says what happens to numbers written in digits in the transcripts
+    (``asr.text.NUMBERS``: ``auto`` spells them out in words unless ``chars`` has digits,
+    ``spell``, ``keep`` or ``drop``)."""
 
     train_manifest: str = "???"
     dev_manifest: str = "???"
     chars: str = DEFAULT_CHARS
+    numbers: str = "auto"
     max_batch_seconds: float = 240.0
     max_batch_size: int = 64
     num_workers: int = 1

@@ -19,7 +19,7 @@ from asr.data import (AudioDataset, Batch, DurationBatchSampler, Utterance, coll
 from asr.decoding import Decoder, GreedyDecoder, add_decoder_arguments, decoder_from_args
 from asr.metrics import ErrorRates, error_rates, word_edits
 from asr.recognizer import Recognizer
-from asr.text import DEFAULT_CHARS, Vocabulary, describe_dropped
+from asr.text import DEFAULT_CHARS, NUMBERS, NUMBERS_HELP, Vocabulary, describe_dropped, vocab_from_options
 from asr.utils import (HelpFormatter, UserError, atomic_open, autocast_dtype, check_writable, resolve_device,
                        run_cli)
 
@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "asr-transcribe --output-manifest) against its text; no model, no audio")
     p.add_argument("--chars", default=DEFAULT_CHARS,
                    help="with --hyp-key: the vocabulary both texts are normalised with (the model's)")
+    p.add_argument("--numbers", choices=NUMBERS, default="auto", help=f"with --hyp-key: {NUMBERS_HELP}")
     p.add_argument("--skip-unreadable", action="store_true",
                    help="score the utterances whose audio can be read and report how many were skipped "
                         "(default: stop before any work when one cannot be read)")
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args, device) -> int:
     if args.hyp_key:
-        result = score_hypotheses(args.manifest, args.hyp_key, Vocabulary(args.chars))
+        result = score_hypotheses(args.manifest, args.hyp_key, vocab_from_options(args.chars, args.numbers))
         everything = utterances = result.ids
     elif not args.model:
         raise UserError("--model is needed (or --hyp-key KEY to score hypotheses already in the manifest)")

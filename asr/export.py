@@ -54,7 +54,8 @@ def metadata(rec: Recognizer) -> dict:
     """What an exported file needs to describe itself."""
     return {"format": FORMAT, "feature_config": dataclasses.asdict(rec.feature_cfg),
             "model_config": dataclasses.asdict(rec.model_cfg), "vocab": "".join(rec.vocab.tokens),
-            "feature_mean": rec.features.mean.tolist(), "feature_std": rec.features.std.tolist()}
+            "numbers": rec.vocab.numbers, "feature_mean": rec.features.mean.tolist(),
+            "feature_std": rec.features.std.tolist()}
 
 
 def export_onnx(rec: Recognizer, out: str | os.PathLike, opset: int = 17) -> None:
@@ -122,7 +123,8 @@ def _configs(meta: dict, name: str) -> tuple[FeatureConfig, object, Vocabulary]:
         raise CheckpointError(f"{name}: not an asr export (metadata format {meta.get('format')!r}, "
                               f"expected {FORMAT!r}); export a checkpoint with asr-export")
     try:
-        return FeatureConfig(**meta["feature_config"]), model_config(meta["model_config"]), Vocabulary(meta["vocab"])
+        return (FeatureConfig(**meta["feature_config"]), model_config(meta["model_config"]),
+                Vocabulary(meta["vocab"], meta.get("numbers", "auto")))
     except (KeyError, TypeError, ValueError, UserError) as e:
         raise CheckpointError(f"{name}: export metadata does not match this version of asr ({e})") from None
 

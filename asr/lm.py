@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from asr.arpa import BOS, EOS, SIL, UNK, LMError
-from asr.text import DEFAULT_CHARS, Vocabulary
+from asr.text import DEFAULT_CHARS, NUMBERS, NUMBERS_HELP, Vocabulary, vocab_from_options
 from asr.utils import HelpFormatter, UserError, atomic_open, check_writable, run_cli, text_lines
 
 #: Discounts for counts 1, 2, 3+ when the count-of-counts give none (tiny corpora); KenLM's fallback.
@@ -213,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--unit", choices=("word", "char"), default="word",
                    help="word (default; decode with a lexicon) or char (lexicon-free decoding)")
     b.add_argument("--chars", default=DEFAULT_CHARS, help="vocabulary characters used to normalise the text")
+    b.add_argument("--numbers", choices=NUMBERS, default="auto", help=NUMBERS_HELP)
     t = sub.add_parser("tune", formatter_class=HelpFormatter,
                        help="grid/random search of LM weight and word score on a dev set",
                        description="Search LM weight and word score on a dev manifest; the acoustic model "
@@ -335,10 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "build":
         if args.order < 1:
             raise UserError(f"--order {args.order}: the n-gram order must be at least 1")
-        try:
-            vocab = Vocabulary(args.chars)
-        except ValueError as e:
-            raise UserError(f"--chars: {e}") from None
+        vocab = vocab_from_options(args.chars, args.numbers)
         check_writable(args.out, "ARPA output")
         counts = build_arpa(args.text, args.out, args.order, args.unit, vocab)
         print(f"wrote {args.out}: {len(counts)}-gram {args.unit} model, "

@@ -32,7 +32,7 @@ import soundfile as sf
 
 from asr.audio import audio_info, load_audio
 from asr.data import Utterance, read_manifest, write_manifest
-from asr.text import Vocabulary
+from asr.text import NUMBERS, NUMBERS_HELP, Vocabulary, vocab_from_options
 from asr.utils import HelpFormatter, UserError, atomic_open, progress, run_cli, text_lines
 
 log = logging.getLogger(__name__)
@@ -462,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--audio-root", help="folder that relative wav.scp paths start from "
                    "(default: found among the data dir, its parent, its grandparent and the working directory)")
     k.add_argument("--workers", type=int, default=4, help="threads measuring durations")
+    k.add_argument("--numbers", choices=NUMBERS, default="auto", help=NUMBERS_HELP)
     k.add_argument("--allow-pipes", action="store_true",
                    help="run wav.scp pipe commands ('sox x.sph -t wav - |'), each named on stderr first, and keep "
                         "their audio in OUT.audio/ (only for data directories you trust; default: refused)")
@@ -538,7 +539,8 @@ def main(argv: list[str] | None = None) -> int:
         from asr.kaldi import read_kaldi_dir
 
         pipe_dir = Path(args.out).with_suffix(".audio") if args.allow_pipes else None
-        utts = read_kaldi_dir(args.data_dir, audio_root=args.audio_root, workers=args.workers, pipe_dir=pipe_dir)
+        utts = read_kaldi_dir(args.data_dir, audio_root=args.audio_root, workers=args.workers, pipe_dir=pipe_dir,
+                              vocab=vocab_from_options(numbers=args.numbers))
         write_manifest(args.out, utts, relative=False)
         speakers = len({u.extra.get("speaker") for u in utts})
         print(f"{args.out}: {len(utts)} utterances, {speakers} speakers, "

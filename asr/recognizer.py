@@ -53,6 +53,7 @@ class Recognizer(Timing, nn.Module):
             "feature_config": dataclasses.asdict(self.feature_cfg),
             "model_config": dataclasses.asdict(self.model_cfg),
             "vocab": "".join(self.vocab.tokens),
+            "numbers": self.vocab.numbers,
             "state_dict": self.state_dict(),
         }
 
@@ -61,7 +62,7 @@ class Recognizer(Timing, nn.Module):
         state = path_or_state if isinstance(path_or_state, dict) else load_checkpoint(path_or_state)
         try:
             rec = cls(FeatureConfig(**state["feature_config"]), model_config(state["model_config"]),
-                      Vocabulary(state["vocab"]))
+                      Vocabulary(state["vocab"], state.get("numbers", "auto")))
             rec.load_state_dict(state["state_dict"])
         except (TypeError, ValueError, RuntimeError, UserError) as e:
             raise CheckpointError(f"checkpoint does not match this version of asr ({str(e).splitlines()[0]})") from None

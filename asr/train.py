@@ -95,6 +95,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise ValueError(f"epochs={self.epochs}; expected a positive number of epochs (max_steps=N stops earlier)")
+        try:
+            Vocabulary(self.data.chars, self.data.numbers)
+        except ValueError as e:
+            raise ValueError(f"data: {e}") from None
         if self.resume and self.overwrite:
             raise ValueError("resume=true and overwrite=true contradict each other; choose one")
         for key in ("checkpoint_every", "keep_last_n", "max_bad_steps", "average_last", "patience", "max_steps",
@@ -166,7 +170,7 @@ def _own_exp_dir(cfg: TrainConfig, ctx: distributed.Context):
 
 
 # Keys a resumed run cannot change: the checkpoint's weights, optimizer and RNG state fix them.
-FROZEN_ON_RESUME = ("seed", "model", "features", "optim", "data.chars")
+FROZEN_ON_RESUME = ("seed", "model", "features", "optim", "data.chars", "data.numbers")
 
 
 def check_resumable(cfg: TrainConfig, saved: dict, path: Path) -> None:
@@ -274,7 +278,7 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, device: torch.device, sto
 
 def build_data(cfg: TrainConfig, ctx: distributed.Context, device: torch.device) -> Data:
     """Manifests -> dataset -> duration-bucketed batches, this rank's share."""
-    vocab = Vocabulary(cfg.data.chars)
+    vocab = Vocabulary(cfg.data.chars, cfg.data.numbers)
     # Speed perturbation shortens audio by up to the fastest speed: keep labels alignable then too.
     fastest = max(cfg.augment.speeds or [1.0])
     steps = lambda d: output_steps(d / fastest, cfg.features, cfg.model)  # noqa: E731

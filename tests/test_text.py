@@ -74,6 +74,40 @@ def test_numbers_in_digits_are_spelled_out_when_the_vocabulary_has_no_digits():
     assert Vocabulary(" abc0123456789").normalize("a 12 b") == "a 12 b"  # digits in the vocabulary stay
 
 
+def test_numbers_can_be_spelt_kept_or_dropped_and_the_choice_travels_with_the_checkpoint():
+    from collections import Counter
+
+    digits = " abcdefghijklmnopqrstuvwxyz0123456789"
+    assert Vocabulary(digits, "spell").normalize("call 911") == "call nine hundred and eleven"
+    assert Vocabulary(digits, "keep").normalize("call 911") == "call 911"
+    dropped = Counter()
+    assert Vocabulary(numbers="drop").normalize("call 911 now, 3.5", dropped) == "call now"
+    assert dropped == Counter({"1": 2, "9": 1, "3": 1, "5": 1})  # counted, as any other dropped character
+    with pytest.raises(ValueError, match="numbers='keep' needs the digits 0-9"):
+        Vocabulary(numbers="keep")
+    with pytest.raises(ValueError, match="expected one of auto, spell, keep, drop"):
+        Vocabulary(numbers="words")
+    assert Vocabulary(numbers="drop") != Vocabulary() and repr(Vocabulary(numbers="drop")).endswith("numbers='drop')")
+    state = tiny_recognizer(vocab=Vocabulary(numbers="drop")).describe()
+    assert state["numbers"] == "drop" and Recognizer.from_checkpoint(state).vocab.normalize("a 1 b") == "a b"
+    del state["numbers"]  # a checkpoint from before the option: numbers spelt out, as then
+    assert Recognizer.from_checkpoint(state).vocab.normalize("a 1 b") == "a one b"
+
+
+def test_the_commands_take_numbers_and_refuse_a_bad_choice_in_one_line(tmp_path, capsys):
+    from asr.lm import main as lm_main
+    from asr.utils import run_cli
+
+    text = tmp_path / "t.txt"
+    text.write_text("call 911 now\n")
+    assert run_cli(lm_main, ["build", str(text), str(tmp_path / "lm.arpa"), "--order", "1", "--numbers", "drop"]) == 0
+    arpa = (tmp_path / "lm.arpa").read_text()
+    assert "\tcall" in arpa and "\tnow" in arpa and "nine" not in arpa
+    assert run_cli(lm_main, ["build", str(text), str(tmp_path / "lm2.arpa"), "--numbers", "keep"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --chars") and "needs the digits 0-9" in err and len(err.splitlines()) == 1
+
+
 def test_characters_outside_the_vocabulary_are_counted_not_lost_silently():
     from collections import Counter
 

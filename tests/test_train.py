@@ -404,6 +404,7 @@ def test_cli_refuses_a_second_run_on_a_busy_exp_dir_and_bad_values_before_work(t
         first.kill()
         first.communicate()
     for bad, message in ((["epochs=-1"], "epochs=-1; expected a positive number"),
+                         (["data.numbers=keep"], "data: numbers='keep' needs the digits 0-9"),
                          (["+model.hiden_size=32"], "unknown configuration key model.hiden_size (did you mean "
                                                     "model.hidden_size?)")):
         proc = asr_train(cli_overrides(train_m, dev_m, tmp_path / "bad", *bad))

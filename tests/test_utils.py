@@ -156,3 +156,40 @@ def test_the_gpu_recipes_refuse_to_start_on_the_cpu(tmp_path):
         assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
         assert done.stderr.startswith("error: device cuda: torch") and "device=cpu" in done.stderr
         assert not (tmp_path / experiment / "config.yaml").exists()
+
+
+def _in_small_tmpfs(tmp_path, script: str, size: str = "64k") -> "subprocess.CompletedProcess":
+    """Run ``script`` (sh) in a private mount namespace where ``tmp_path/disk`` is a tmpfs of
+    ``size``: a real full disk, not an injected error. Skips where namespaces are refused."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("unshare") or subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode:
+        pytest.skip("no user/mount namespaces here (unshare -rm refused): cannot mount a small tmpfs")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = f"mount -t tmpfs -o size={size} tmpfs {disk} && cd {disk} && "
+    return subprocess.run(["unshare", "-rm", "sh", "-c", mount + script], capture_output=True, text=True,
+                          env={**os.environ, "PATH": f"{os.path.dirname(os.sys.executable)}:{os.environ['PATH']}"})
+
+
+def test_a_really_full_disk_keeps_the_previous_file_and_is_one_line(tmp_path):
+    import json
+    import sys
+
+    (tmp_path / "a.wav").write_bytes(b"")  # the manifest's lines only need an existing audio path
+    manifest = tmp_path / "all.jsonl"
+    manifest.write_text("".join(json.dumps({"audio_filepath": "a.wav", "duration": 1.0, "text": "x" * 80,
+                                            "speaker": f"s{i % 20}", "id": f"u{i}"}) + "\n" for i in range(2000)))
+    # fill the 64 KiB disk but for a few KiB, keep a previous train.jsonl, then split into it
+    run = _in_small_tmpfs(tmp_path, (
+        "echo previous > train.jsonl && "
+        f"{sys.executable} -c \"open('filler', 'wb').write(bytes(60 * 1024))\" && "
+        f"asr-prepare split {manifest} --train train.jsonl --dev dev.jsonl --dev-speakers 2 --test-speakers 0; "
+        "echo rc=$?; cat train.jsonl; ls -A"))
+    lines = run.stdout.splitlines()
+    assert "rc=2" in lines, run.stdout + run.stderr
+    assert lines[lines.index("rc=2") + 1] == "previous"  # the previous file is intact
+    assert sorted(lines[lines.index("rc=2") + 2:]) == ["filler", "train.jsonl"]  # no temporary left behind
+    assert "Traceback" not in run.stderr and len(run.stderr.splitlines()) == 1
+    assert run.stderr.startswith("error: ") and "train.jsonl" in run.stderr and "No space left" in run.stderr
