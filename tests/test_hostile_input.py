@@ -194,6 +194,12 @@ COMMAND_CASES = [
      lambda d, m: (_transcribe.main, [_wav(d / "long.wav", 5.0), "--model", m, "--chunk-seconds", "2",
                                       "--cut-pause", "0", "--decoder", "beam", "--nbest", "3"]), 0,
      "transcribed in 3 pieces, so one hypothesis is given"),
+    ("prepare kaldi --numbers keep with a vocabulary without digits: refused before reading",
+     lambda d, m: (_prepare.main, ["kaldi", _kaldi_latin1(d), d / "o.jsonl", "--numbers", "keep"]), 2,
+     "needs the digits 0-9"),
+    ("evaluate --hyp-key --numbers keep with a vocabulary without digits",
+     lambda d, m: (_evaluate.main, ["--manifest", _manifest(d), "--hyp-key", "text", "--numbers", "keep"]), 2,
+     "needs the digits 0-9"),
     ("transcribe a WAV whose header promises more than the file holds",
      lambda d, m: (_transcribe.main, [_truncated(d), "--model", m]), 0, "truncated WAV file"),
 ]
