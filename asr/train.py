@@ -17,22 +17,18 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
-import json
 import logging
 import math
 import os
-import random
 import shutil
 import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -50,6 +46,7 @@ from asr.models import BiRNNConfig, config_classes, model_config
 from asr.optim import OptimConfig, build_optimizer
 from asr.plots import plot_curves
 from asr.recognizer import Recognizer, output_steps
+from asr.runtime import MetricsLog, StopSignals, ignore_sigint, rng_state, seed_everything, set_rng_state
 from asr.text import Vocabulary
 from asr.utils import UserError, autocast_dtype, flatten_dict
 
@@ -239,7 +236,7 @@ class Parts:
     amp_dtype: torch.dtype | None
 
 
-def _train(cfg: TrainConfig, ctx: distributed.Context, device: torch.device, stop: "StopSignals") -> dict:
+def _train(cfg: TrainConfig, ctx: distributed.Context, device: torch.device, stop: StopSignals) -> dict:
     """The run: data, model, resume, then epochs of training, validation and checkpoints."""
     exp_dir = Path(cfg.exp_dir)
     if cfg.deterministic:
@@ -303,7 +300,7 @@ def build_data(cfg: TrainConfig, ctx: distributed.Context, device: torch.device)
     # (dropout's), or a run resumed inside an epoch would diverge from an uninterrupted one.
     loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.data.num_workers,
                         pin_memory=device.type == "cuda", persistent_workers=cfg.data.num_workers > 0,
-                        worker_init_fn=_ignore_sigint, generator=torch.Generator().manual_seed(cfg.seed))
+                        worker_init_fn=ignore_sigint, generator=torch.Generator().manual_seed(cfg.seed))
     _check_shared_memory(cfg)
     log.info("train: %d utterances (%.2f h), %d batches/epoch%s, padding %.1f%%; dev: %d utterances",
              len(train_utts), train_utts.durations.sum() / 3600, len(sampler),
@@ -388,7 +385,7 @@ def save_periodic(cfg: TrainConfig, ctx: distributed.Context, parts: Parts, loop
 
 
 def train_one_epoch(cfg: TrainConfig, ctx: distributed.Context, device: torch.device, parts: Parts, data: Data,
-                    loop: LoopState, epoch: int, stop: "StopSignals", metrics: "MetricsLog | None") -> None:
+                    loop: LoopState, epoch: int, stop: StopSignals, metrics: MetricsLog | None) -> None:
     """Train on this rank's batches of ``epoch`` (from ``loop.batch`` when resuming inside
     it); checkpoints every ``checkpoint_every`` steps, and on a stop signal."""
     data.sampler.set_epoch(epoch)
@@ -427,7 +424,7 @@ def train_one_epoch(cfg: TrainConfig, ctx: distributed.Context, device: torch.de
 
 
 def _optimizer_step(cfg: TrainConfig, parts: Parts, loop: LoopState, epoch: int, loss_value: float,
-                    norm_value: float, metrics: "MetricsLog | None") -> None:
+                    norm_value: float, metrics: MetricsLog | None) -> None:
     parts.scaler.step(parts.optimizer)
     parts.scaler.update()
     parts.scheduler.step()
@@ -441,7 +438,7 @@ def _optimizer_step(cfg: TrainConfig, parts: Parts, loop: LoopState, epoch: int,
 
 
 def end_epoch(cfg: TrainConfig, ctx: distributed.Context, device: torch.device, parts: Parts, data: Data,
-              loop: LoopState, epoch: int, metrics: "MetricsLog | None", seconds: float) -> dict:
+              loop: LoopState, epoch: int, metrics: MetricsLog | None, seconds: float) -> dict:
     """Validate on dev, update ``loop``, write ``last.pt`` (``best.pt`` when dev WER
     improved) and the epoch's weights; returns the epoch's record."""
     exp_dir = Path(cfg.exp_dir)
@@ -532,7 +529,7 @@ def _early_stop(cfg: TrainConfig, loop: LoopState) -> bool:
     return bool(cfg.patience) and loop.since_best >= cfg.patience
 
 
-def _bad_step(loop: LoopState, cfg: TrainConfig, epoch: int, metrics: "MetricsLog | None") -> None:
+def _bad_step(loop: LoopState, cfg: TrainConfig, epoch: int, metrics: MetricsLog | None) -> None:
     """Count a skipped step (non-finite loss or gradient); stop after too many in a row."""
     loop.bad_steps += 1
     loop.bad_in_row += 1
@@ -564,7 +561,7 @@ def _evaluate_dev(recognizer: Recognizer, dev_utts: list, ctx: distributed.Conte
 
 
 def _average(cfg: TrainConfig, exp_dir: Path, dev_utts: list, device: torch.device,
-             metrics: "MetricsLog | None") -> float:
+             metrics: MetricsLog | None) -> float:
     """Average the last ``cfg.average_last`` epochs' weights into ``averaged.pt``; its dev WER."""
     from asr.average import average_checkpoints
 
@@ -582,36 +579,6 @@ def _average(cfg: TrainConfig, exp_dir: Path, dev_utts: list, device: torch.devi
     return ev.rates.wer
 
 
-class StopSignals:
-    """While active, SIGTERM and SIGINT only set ``signum``: the training loop finishes the
-    step, writes ``last.pt`` and stops. A second signal interrupts at once."""
-
-    def __init__(self) -> None:
-        self.signum = 0
-        self._old: dict = {}
-
-    def __enter__(self) -> "StopSignals":
-        if threading.current_thread() is threading.main_thread():
-            self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
-        return self
-
-    def _handle(self, signum: int, _frame) -> None:
-        if self.signum:
-            raise KeyboardInterrupt
-        self.signum = signum
-        log.warning("%s received: writing last.pt after this step (again to stop at once)",
-                    signal.Signals(signum).name)
-
-    def __exit__(self, *exc) -> None:
-        for s, handler in self._old.items():
-            signal.signal(s, handler)
-
-
-def _ignore_sigint(_worker_id: int) -> None:
-    """Loader workers leave Ctrl-C to the main process, which checkpoints before stopping."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def _quiet_logging() -> None:
     """Ranks other than 0 log warnings only, and not to rank 0's train.log."""
     root = logging.getLogger()
@@ -627,73 +594,6 @@ def _rank_independent(cfg: TrainConfig) -> dict:
     d = dataclasses.asdict(cfg)
     d.pop("progress")
     return d
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict:
-    state = {"python": list(random.getstate()[1]), "python_pos": random.getstate()[2],
-             "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
-             "numpy_pos": int(np.random.get_state()[2]), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate((3, tuple(state["python"]), state["python_pos"]))
-    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        # One state per GPU the saving process saw; a machine with fewer GPUs restores those
-        # it has (each rank draws on its own device only).
-        for index, cuda_state in enumerate(state["cuda"][:torch.cuda.device_count()]):
-            torch.cuda.set_rng_state(cuda_state, index)
-
-
-class MetricsLog:
-    """Appends JSON lines to ``metrics.jsonl`` and scalars to TensorBoard."""
-
-    def __init__(self, exp_dir: Path, resume_step: int | None = None):
-        path = exp_dir / "metrics.jsonl"
-        if resume_step is not None and path.is_file():  # drop records a killed run wrote after its checkpoint
-            from asr.utils import atomic_open
-
-            lines = path.read_text(encoding="utf-8").splitlines()
-            with atomic_open(path) as f:
-                f.writelines(line + "\n" for line in lines if line.strip() and _step_of(line) <= resume_step)
-        self.file = open(path, "a", encoding="utf-8")
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(exp_dir / "tensorboard"),
-                                    purge_step=resume_step + 1 if resume_step is not None else None)
-        except ImportError:  # tensorboard is optional at run time
-            self.tb = None
-
-    def write(self, record: dict, step: int) -> None:
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
-        if self.tb is not None:
-            for k, v in record.items():
-                if k not in ("step", "epoch", "kind") and isinstance(v, (int, float)):
-                    self.tb.add_scalar(f"{record['kind']}/{k}", v, step)
-
-    def close(self) -> None:
-        self.file.close()
-        if self.tb is not None:
-            self.tb.close()
-
-
-def _step_of(line: str) -> float:
-    try:
-        return json.loads(line).get("step", 0)
-    except (json.JSONDecodeError, AttributeError):
-        return math.inf  # a torn last line: dropped
 
 
 def _write_config(cfg: TrainConfig, path: Path) -> None:

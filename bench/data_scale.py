@@ -43,6 +43,7 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 import asr.data as data  # noqa: E402
+import asr.runtime  # noqa: E402
 import asr.train  # noqa: E402, F401  (the import baseline includes what asr-train imports)
 from asr.augment import AugmentConfig, WaveAugment  # noqa: E402
 from asr.features import FeatureConfig  # noqa: E402
@@ -150,7 +151,7 @@ def loader_run(dataset, workers: int, batches: int, batch_seconds: float, freeze
         durations = [u.duration for u in dataset.utterances]
     sampler = data.DurationBatchSampler(durations, batch_seconds, 0, shuffle=True, seed=2, item_seeds=True)
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=data.collate, num_workers=workers,
-                        persistent_workers=True, worker_init_fn=asr.train._ignore_sigint)
+                        persistent_workers=True, worker_init_fn=asr.runtime.ignore_sigint)
     if freeze:
         gc.freeze()  # as asr.train does before its first epoch
     main_before = pss_mb([os.getpid()])

@@ -396,7 +396,7 @@ def test_cli_refuses_a_second_run_on_a_busy_exp_dir_and_bad_values_before_work(t
     try:
         wait_for(first, lambda: (run / "metrics.jsonl").exists())
         second = asr_train(cli_overrides(train_m, dev_m, run, "resume=true"))
-        out, err = second.communicate(timeout=60)
+        out, err = second.communicate(timeout=240)  # a loaded machine may take a minute to import torch
         assert second.returncode == 2 and "Traceback" not in err
         assert err.strip() == f"error: exp_dir={run} is in use by another training run (PID {first.pid}); " \
                               "wait for it to end, or give this run its own exp_dir=..."
@@ -408,7 +408,7 @@ def test_cli_refuses_a_second_run_on_a_busy_exp_dir_and_bad_values_before_work(t
                          (["+model.hiden_size=32"], "unknown configuration key model.hiden_size (did you mean "
                                                     "model.hidden_size?)")):
         proc = asr_train(cli_overrides(train_m, dev_m, tmp_path / "bad", *bad))
-        out, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=240)
         assert proc.returncode == 2 and err.count("\n") == 1 and message in err, err
         assert not (tmp_path / "bad" / "config.yaml").exists()
 
@@ -525,19 +525,6 @@ def test_ds2_stopped_and_resumed_ends_with_the_weights_of_an_uninterrupted_run(t
     assert int(a["state_dict"]["model.conv.norms.0.num_batches_tracked"]) == 4  # training steps; dev runs in eval
     for key, weight in a["state_dict"].items():
         assert torch.equal(weight, b["state_dict"][key]), key
-
-
-def test_resume_on_fewer_gpus_restores_the_ones_there(monkeypatch):
-    """A run saved on a node with 4 GPUs resumed on one: the one GPU's RNG state is
-    restored, the others are ignored (torch.cuda.set_rng_state_all raised IndexError)."""
-    restored = []
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, index: restored.append((int(state[0]), index)))
-    state = asr.train.rng_state()
-    state["cuda"] = [torch.full((8,), i, dtype=torch.uint8) for i in range(4)]
-    asr.train.set_rng_state(state)
-    assert restored == [(0, 0)]
 
 
 def test_a_small_dev_shm_is_warned_about_before_training(monkeypatch, caplog):
