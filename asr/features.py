@@ -9,7 +9,7 @@ import torch
 import torchaudio
 from torch import nn
 
-NORMALIZATIONS = ("speech", "utterance", "global", "none")
+NORMALIZATIONS = ("speech", "speech_mean", "utterance", "global", "none")
 
 
 @dataclass
@@ -21,6 +21,10 @@ class FeatureConfig:
       (frames within ``speech_db`` dB of the utterance's loudest frame), with every bin
       floored ``floor_db`` dB below the loudest bin: per-recording gain and channel
       normalisation that does not move when silence or faint noise surrounds the speech;
+    - ``speech_mean``: the same speech frames, but only the mean is taken per bin; the
+      variance is one figure per utterance over all bins, so the bins keep their relative
+      dynamics (per-bin variance over a word or two also scales up steady bins: hiss,
+      a channel's empty band);
     - ``utterance``: mean/variance per utterance and mel bin over all frames (silence
       included: an utterance padded with silence gets other features);
     - ``global``: statistics of the training set, kept in the checkpoint;
@@ -124,9 +128,9 @@ class LogMel(nn.Module):
 
     def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feats, frames, mask = self.log_mel(waves, lengths)
-        if self.cfg.normalize == "speech":
+        if self.cfg.normalize in ("speech", "speech_mean"):
             feats, weights = self.speech_frames(feats, mask)
-            feats = _normalize(feats, weights)
+            feats = _normalize(feats, weights, per_bin_variance=self.cfg.normalize == "speech")
         elif self.cfg.normalize == "utterance":
             feats = _normalize(feats, mask)
         elif self.cfg.normalize == "global":
@@ -164,11 +168,14 @@ class LogMel(nn.Module):
         self.std.copy_((sq / count - mean ** 2).clamp_min(1e-8).sqrt().float())
 
 
-def _normalize(feats: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Zero mean, unit variance per utterance and bin, over the frames where ``weights
-    (batch, frames, 1)`` is true: ``feats (batch, frames, n_mels) -> same shape``."""
+def _normalize(feats: torch.Tensor, weights: torch.Tensor, per_bin_variance: bool = True) -> torch.Tensor:
+    """Zero mean per utterance and bin, over the frames where ``weights (batch, frames, 1)``
+    is true, and unit variance per bin (or, without ``per_bin_variance``, one variance per
+    utterance over all its bins): ``feats (batch, frames, n_mels) -> same shape``."""
     w = weights.to(feats.dtype)
     n = w.sum(1, keepdim=True).clamp_min(1)
     mean = (feats * w).sum(1, keepdim=True) / n
-    var = (((feats - mean) * w) ** 2).sum(1, keepdim=True) / n
+    var = (((feats - mean) * w) ** 2).sum(1, keepdim=True) / n  # (batch, 1, n_mels)
+    if not per_bin_variance:
+        var = var.mean(2, keepdim=True)  # (batch, 1, 1)
     return (feats - mean) / (var + 1e-5).sqrt()

@@ -40,7 +40,7 @@ def test_log_mel_matches_librosa(cfg):
     np.testing.assert_allclose(feats[0].numpy(), ref, atol=2e-3, rtol=0)
 
 
-@pytest.mark.parametrize("normalize", ["speech", "utterance", "global", "none"])
+@pytest.mark.parametrize("normalize", ["speech", "speech_mean", "utterance", "global", "none"])
 def test_features_in_a_padded_batch_equal_features_alone(normalize):
     lm = LogMel(FeatureConfig(n_mels=40, normalize=normalize))
     if normalize == "global":
@@ -69,6 +69,23 @@ def test_utterance_normalisation_gives_zero_mean_unit_variance_over_valid_frames
         valid = feats[i, :n].double()
         torch.testing.assert_close(valid.mean(0), torch.zeros(80, dtype=torch.double), atol=1e-4, rtol=0)
         torch.testing.assert_close(valid.std(0, unbiased=False), torch.ones(80, dtype=torch.double), atol=1e-2, rtol=0)
+
+
+def test_speech_mean_normalisation_keeps_the_bins_relative_spread(corpus):
+    wave = _speech(corpus)[None]  # (1, samples)
+    lengths = torch.tensor([wave.shape[1]])
+    lm = LogMel(FeatureConfig(n_mels=40, normalize="speech_mean"))
+    raw, _, mask = lm.log_mel(wave, lengths)
+    floored, speech = lm.speech_frames(raw, mask)
+    feats, _ = lm(wave, lengths)
+    chosen, before = feats[0][speech[0, :, 0]].double(), floored[0][speech[0, :, 0]].double()  # (frames, n_mels)
+    torch.testing.assert_close(chosen.mean(0), torch.zeros(40, dtype=torch.double), atol=1e-4, rtol=0)
+    assert abs(chosen.var(0, unbiased=False).mean().item() - 1) < 1e-3  # one scale for the utterance
+    ratio = chosen.std(0) / before.std(0)  # the same for every bin: their relative spread is kept
+    torch.testing.assert_close(ratio, ratio.mean().expand(40), atol=1e-4, rtol=1e-4)
+    per_bin, _ = LogMel(FeatureConfig(n_mels=40))(wave, lengths)  # "speech": every bin to unit variance
+    spread = per_bin[0][speech[0, :, 0]].std(0)
+    assert (spread - 1).abs().max() < 0.01 and chosen.std(0).std() > 0.1
 
 
 def _speech(corpus) -> torch.Tensor:
