@@ -1,12 +1,13 @@
 # make demo: set up .venv and run the offline demo recipe (train, evaluate, transcribe).
 # make test: set up .venv and run the whole test suite.
 # make bench-deps: the peers bench/decode.py compares with (pyctcdecode, kenlm).
+# make coverage: the whole suite, then which lines of asr/ it never ran (a map, not a target).
 # make mutate: mutation testing of the modules that carry the promises.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test bench-deps mutate clean
+.PHONY: install demo test coverage bench-deps mutate clean
 
 install: $(VENV)/.installed
 
@@ -21,6 +22,9 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q tests
+
+coverage: install
+	$(BIN)/python -m pytest -q --cov --cov-report=term tests
 
 # The peers bench/decode.py measures against: pyctcdecode pins numpy<2 in its metadata but
 # runs with numpy 2, so it goes in without its pins (--no-deps) rather than as an extra.
