@@ -352,10 +352,9 @@ class Check:
 
 
 def synthesise_demo(out_dir: Path, n_train: int, n_dev: int, n_test: int, workers: int, seed: int = 0) -> None:
-    """The demo corpus (recipes/demo/prepare.py: same sentences and voice split), rendered by
+    """The demo corpus (asr.corpora.demo: same sentences and voice split), rendered by
     ``workers`` processes."""
-    from recipes.demo.prepare import DEV_VARIANTS, TEST_VARIANTS, sentence
-
+    from asr.corpora.demo import DEV_VARIANTS, TEST_VARIANTS, sentence
     from asr.synth import VARIANTS, random_voice
 
     rng = np.random.default_rng(seed)

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from asr.corpora.common import PrepareError, split_by_speaker
 from asr.data import Utterance, read_manifest
 from asr.kaldi import KaldiError, read_kaldi_dir
-from asr.prepare import PrepareError, main, split_by_speaker
+from asr.prepare import main
 from asr.utils import run_cli
 
 RATE = 16000

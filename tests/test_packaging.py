@@ -46,6 +46,7 @@ def test_the_installed_package_is_the_wheel_not_the_checkout(installed, tmp_path
                           "print(asr.config.CONF_DIR)"], cwd=tmp_path, env=env, capture_output=True, text=True)
     module, conf = out.stdout.split()
     assert Path(module).is_relative_to(target) and (Path(conf) / "experiment" / "digits.yaml").is_file()
+    assert (target / "asr" / "corpora" / "fsdd.py").is_file()  # subpackages ship too (asr-prepare needs it)
 
 
 def test_installed_asr_train_composes_presets_and_trains_from_another_folder(installed, corpus, tmp_path):
