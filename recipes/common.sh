@@ -1,7 +1,21 @@
-# Stage bodies shared by the recipes' run.sh scripts (source it after cd to the repository root).
-
+# Stage bodies shared by the recipes' run.sh scripts. Source it from anywhere: it finds the
+# repository from its own folder (the corpus recipes source it before they cd to the root).
+_recipes=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # The repository's .venv, when there is one, provides asr-train and the other commands.
-if [ -x .venv/bin/asr-train ]; then export PATH="$PWD/.venv/bin:$PATH"; fi
+if [ -x "$_recipes/../.venv/bin/asr-train" ]; then export PATH="$(dirname "$_recipes")/.venv/bin:$PATH"; fi
+
+# one_math_thread: one OpenMP thread per process unless OMP_NUM_THREADS says otherwise (on a
+# shared CPU, OpenMP threads that spin-wait for each other measured 3-5x slower than one).
+one_math_thread() { export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}; }
+
+# summarise_folds EXP_DIR FOLD...
+#   The mean and range over EXP_DIR/fold-<FOLD> of each dev/test WER, printed and written
+#   to EXP_DIR/folds.txt (recipes/folds.py).
+summarise_folds() {
+  local exp_dir=$1; shift
+  "${PYTHON:-python3}" "$_recipes/folds.py" "$exp_dir" "$@" | tee "$exp_dir/folds.txt.tmp"
+  mv "$exp_dir/folds.txt.tmp" "$exp_dir/folds.txt"
+}
 
 # train_model EXPERIMENT EXP_DIR DATA_DIR [HYDRA_OVERRIDES...]
 #   asr-train on DATA_DIR/{train,dev}.jsonl into EXP_DIR; skipped once finished, resumed if interrupted.

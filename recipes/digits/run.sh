@@ -24,6 +24,7 @@
 # stage is skipped when re-run (delete its output to redo it). Arguments after `--` are
 # passed to asr-train as Hydra overrides (e.g. -- epochs=20 model.hidden_size=256).
 set -euo pipefail
+source "$(dirname "$0")/../common.sh"
 corpus_dir=""
 exp_dir=exp/digits
 stage=0
@@ -67,8 +68,7 @@ if $folds; then
     echo "=== fold: $spk held out (${speakers[*]})"
     bash "$here/run.sh" --exp-dir "$exp_dir/fold-$spk" --dev-speakers "$spk" --test-speakers "$spk" "${rest[@]}"
   done
-  "${PYTHON:-python3}" "$here/../folds.py" "$exp_dir" "${speakers[@]}" | tee "$exp_dir/folds.txt.tmp"
-  mv "$exp_dir/folds.txt.tmp" "$exp_dir/folds.txt"
+  summarise_folds "$exp_dir" "${speakers[@]}"
   exit 0
 fi
 # Paths are taken relative to where run.sh was started; then work from the repository root.
@@ -76,10 +76,7 @@ fi
 [ -n "$extra_train" ] && extra_train=$(realpath -m "$extra_train")
 exp_dir=$(realpath -m "$exp_dir")
 cd "$(dirname "$0")/../.."
-source recipes/common.sh
-# One math thread per process: on a shared CPU, OpenMP threads that spin-wait for each
-# other measured 3-5x slower than one thread. Set OMP_NUM_THREADS to use more.
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+one_math_thread
 data=$exp_dir/data
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ] && [ -z "$corpus_dir" ]; then

@@ -20,6 +20,7 @@
 # A finished stage is skipped when re-run (delete its output to redo it).
 # Arguments after `--` are passed to asr-train as Hydra overrides.
 set -euo pipefail
+source "$(dirname "$0")/../common.sh"
 corpus_dir=""
 exp_dir=exp/speechocean762
 stage=0
@@ -52,8 +53,7 @@ if [ "$folds" -gt 0 ] && [ -z "$fold" ]; then
     echo "=== fold $k of $folds"
     bash "$here/run.sh" --exp-dir "$exp_dir/fold-$k" --folds "$folds" --fold "$k" "${rest[@]}"
   done
-  "${PYTHON:-python3}" "$here/../folds.py" "$exp_dir" $(seq 0 $((folds - 1))) | tee "$exp_dir/folds.txt.tmp"
-  mv "$exp_dir/folds.txt.tmp" "$exp_dir/folds.txt"
+  summarise_folds "$exp_dir" $(seq 0 $((folds - 1)))
   exit 0
 fi
 fold_opts=()
@@ -61,10 +61,7 @@ fold_opts=()
 [ -n "$corpus_dir" ] && corpus_dir=$(realpath -m "$corpus_dir")
 exp_dir=$(realpath -m "$exp_dir")
 cd "$(dirname "$0")/../.."
-source recipes/common.sh
-# One math thread per process: on a shared CPU, OpenMP threads that spin-wait for each
-# other measured 3-5x slower than one thread. Set OMP_NUM_THREADS to use more.
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+one_math_thread
 data=$exp_dir/data
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ] && [ -z "$corpus_dir" ]; then
