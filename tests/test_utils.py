@@ -193,3 +193,68 @@ def test_a_really_full_disk_keeps_the_previous_file_and_is_one_line(tmp_path):
     assert sorted(lines[lines.index("rc=2") + 2:]) == ["filler", "train.jsonl"]  # no temporary left behind
     assert "Traceback" not in run.stderr and len(run.stderr.splitlines()) == 1
     assert run.stderr.startswith("error: ") and "train.jsonl" in run.stderr and "No space left" in run.stderr
+
+
+def test_small_helpers_flatten_escape_and_keep_the_original_message():
+    from asr.utils import escape_controls, flatten_dict, one_line, progress
+
+    assert flatten_dict({"a": {"b": 1, "c": {"d": None}}, "e": [1]}) == {"a.b": 1, "a.c.d": None, "e": [1]}
+    assert escape_controls("a\nb\rc\td") == "a\\nb\\rc\\td"
+    worker = UserError("Caught UserError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
+                       "last):\n  File \"x.py\", line 1\nasr.utils.UserError: m.jsonl:3: no such file")
+    assert one_line(worker) == "m.jsonl:3: no such file"
+    assert one_line(UserError("two\nlines")) == "two lines"
+    items = [1, 2]
+    assert progress(items, 2, "files") is items  # stderr is not a terminal under pytest
+
+
+def test_run_cli_exit_codes_for_a_closed_pipe_and_ctrl_c(capsys, monkeypatch):
+    def closed(argv):
+        raise BrokenPipeError
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    import sys
+
+    dups = []
+    monkeypatch.setattr(os, "dup2", lambda fd, to: dups.append(to))  # keep pytest's own stdout
+    with open(os.devnull, "w") as out:
+        monkeypatch.setattr(sys, "stdout", out)
+        assert run_cli(closed) == 141 and dups == [out.fileno()]  # stdout now points at /dev/null
+    assert capsys.readouterr().err == ""
+    assert run_cli(interrupted) == 130 and capsys.readouterr().err == "interrupted\n"
+    assert run_cli(lambda argv: None) == 0 and run_cli(lambda argv: 3) == 3
+
+
+def test_atomic_open_gives_the_file_the_usual_mode(tmp_path):
+    old = os.umask(0o022)
+    try:
+        with atomic_open(tmp_path / "out.txt") as f:
+            f.write("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+
+
+def test_devices_and_precisions(monkeypatch):
+    import torch
+
+    from asr.utils import autocast_dtype, resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto").type == "cpu"
+    with pytest.raises(UserError, match="device 'tpu' not understood"):
+        resolve_device("tpu")
+    cpu = torch.device("cpu")
+    assert autocast_dtype(cpu) is None and autocast_dtype(cpu, "fp32") is None
+    assert autocast_dtype(cpu, "bf16") is torch.bfloat16 and autocast_dtype(cpu, "fp16") is torch.float16
+    with pytest.raises(UserError, match=r"precision='fp8'; expected one of \('auto', 'fp32', 'bf16', 'fp16'\)"):
+        autocast_dtype(cpu, "fp8")
+    cuda = torch.device("cuda")
+    for native, auto in ((True, torch.bfloat16), (False, torch.float16)):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True, n=native: n)
+        assert autocast_dtype(cuda) is auto and autocast_dtype(cuda, "fp16") is torch.float16
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Tesla T4")
+    with pytest.raises(UserError, match="precision=bf16 but Tesla T4 has no native bf16"):
+        autocast_dtype(cuda, "bf16")
