@@ -36,7 +36,7 @@ def test_checkpoint_round_trip_gives_the_same_outputs(tmp_path):
     rec.features.mean.fill_(-3.0)
     rec.features.std.fill_(2.0)
     state = rec.describe()
-    assert set(state) == {"feature_config", "model_config", "vocab", "state_dict"}
+    assert set(state) == {"feature_config", "model_config", "vocab", "numbers", "state_dict"}
     assert state["model_config"]["rnn_type"] == "gru" and state["feature_config"]["normalize"] == "global"
     save_checkpoint(tmp_path / "m.pt", state)
     loaded = Recognizer.from_checkpoint(tmp_path / "m.pt")
