@@ -73,3 +73,15 @@ def test_a_vocabulary_without_a_space_gives_one_word():
 def test_word_to_json_rounds_times_to_milliseconds():
     assert Word("hi", 1.23456, 2.0004, 0.987654).to_json() == \
         {"word": "hi", "start": 1.235, "end": 2.0, "confidence": 0.9877}
+
+
+@pytest.mark.parametrize("path,text,aligned", [
+    ("l_l", "ll", True),  # a doubled letter fits exactly: one frame each plus the blank between
+    ("ll", "ll", False),  # one frame short
+    ("lal", "lal", True),  # letters two apart are not a repeat
+    ("ab", "abc", False),
+])
+def test_the_frames_needed_are_the_tokens_plus_one_blank_per_repeat(path, text, aligned):
+    words = align_words(_posteriors(path), VOCAB.encode(text), VOCAB, frame_shift=0.1)
+    assert [w.word for w in words] == [text]
+    assert (words[0].confidence > 0) == aligned  # a spread word has confidence 0

@@ -63,6 +63,9 @@ def test_text_lines_drops_a_byte_order_mark_and_names_the_line_of_bad_bytes(tmp_
     path = tmp_path / "t.txt"
     path.write_bytes("\ufeffhello\nworld\n".encode())
     assert text_lines(path) == ["hello", "world"]
+    path.write_bytes("\ncaf\xe9\n".encode("latin-1"))  # an empty first line counts
+    with pytest.raises(UserError, match=r"t.txt:2: not UTF-8"):
+        text_lines(path)
     path.write_bytes("one\ntwo\ncaf\xe9\n".encode("latin-1"))
     with pytest.raises(UserError, match=r"t.txt:3: not UTF-8 \(byte 0xe9\); a lexicon must be UTF-8 text: .*iconv"):
         text_lines(path, "lexicon")
@@ -139,6 +142,10 @@ def test_asking_for_cuda_without_a_usable_gpu_says_why(monkeypatch):
     assert "compute capability 6.1 is below what this torch build supports (sm_75" in cuda_problem()
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
     assert cuda_problem() is None
+    monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: ["sm_90a", "compute_75", "sm_80", "sm_75"])
+    for capability, usable in (((7, 5), True), ((7, 0), False), ((8, 0), True)):  # the oldest built is 7.5
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, c=capability: c)
+        assert (cuda_problem() is None) == usable, capability
     assert resolve_device("cpu").type == "cpu"
 
 
@@ -204,6 +211,8 @@ def test_small_helpers_flatten_escape_and_keep_the_original_message():
                        "last):\n  File \"x.py\", line 1\nasr.utils.UserError: m.jsonl:3: no such file")
     assert one_line(worker) == "m.jsonl:3: no such file"
     assert one_line(UserError("two\nlines")) == "two lines"
+    other = UserError("Original Traceback (most recent call last):\nValueError: not ours")
+    assert one_line(other) == "ValueError: not ours"  # another exception's line is kept whole
     items = [1, 2]
     assert progress(items, 2, "files") is items  # stderr is not a terminal under pytest
 
@@ -218,10 +227,10 @@ def test_run_cli_exit_codes_for_a_closed_pipe_and_ctrl_c(capsys, monkeypatch):
     import sys
 
     dups = []
-    monkeypatch.setattr(os, "dup2", lambda fd, to: dups.append(to))  # keep pytest's own stdout
-    with open(os.devnull, "w") as out:
+    monkeypatch.setattr(os, "dup2", lambda fd, to: dups.append((os.readlink(f"/proc/self/fd/{fd}"), to)))
+    with open(os.devnull, "w") as out:  # (dup2 recorded, not done: pytest keeps its own stdout)
         monkeypatch.setattr(sys, "stdout", out)
-        assert run_cli(closed) == 141 and dups == [out.fileno()]  # stdout now points at /dev/null
+        assert run_cli(closed) == 141 and dups == [("/dev/null", out.fileno())]  # stdout sent to /dev/null
     assert capsys.readouterr().err == ""
     assert run_cli(interrupted) == 130 and capsys.readouterr().err == "interrupted\n"
     assert run_cli(lambda argv: None) == 0 and run_cli(lambda argv: 3) == 3
@@ -242,6 +251,8 @@ def test_devices_and_precisions(monkeypatch):
 
     from asr.utils import autocast_dtype, resolve_device
 
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto").type == "cpu"
     with pytest.raises(UserError, match="device 'tpu' not understood"):
@@ -252,9 +263,56 @@ def test_devices_and_precisions(monkeypatch):
     with pytest.raises(UserError, match=r"precision='fp8'; expected one of \('auto', 'fp32', 'bf16', 'fp16'\)"):
         autocast_dtype(cpu, "fp8")
     cuda = torch.device("cuda")
-    for native, auto in ((True, torch.bfloat16), (False, torch.float16)):
-        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True, n=native: n)
-        assert autocast_dtype(cuda) is auto and autocast_dtype(cuda, "fp16") is torch.float16
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Tesla T4")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # Ampere+
+    assert autocast_dtype(cuda) is torch.bfloat16 and autocast_dtype(cuda, "fp16") is torch.float16
+    # a T4 "supports" bf16 only through emulation, which torch counts unless told not to
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation is True)
+    assert autocast_dtype(cuda) is torch.float16
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "Tesla T4" if d == cuda else "?")
     with pytest.raises(UserError, match="precision=bf16 but Tesla T4 has no native bf16"):
         autocast_dtype(cuda, "bf16")
+
+
+@pytest.mark.parametrize("code,fix", [(errno.ENOSPC, "free disk space"), (errno.EDQUOT, "free space within your quota"),
+                                      (errno.EROFS, "choose a writable folder"),
+                                      (errno.ENOTDIR, "a folder on that path is a regular file; choose another path"),
+                                      (errno.EACCES, "check the path and its permissions")])
+def test_environment_errors_name_the_file_and_the_fix(code, fix):
+    from asr.utils import environment_message
+
+    message = environment_message(OSError(code, os.strerror(code), "/x/out.pt"))
+    assert message == f"/x/out.pt: {os.strerror(code)}; {fix}, then run again"
+    assert environment_message(OSError(code, os.strerror(code))).startswith("a file: ")
+    assert environment_message(OSError(errno.EBADF, "Bad file descriptor")) is None  # a bug, not the environment
+
+
+def test_help_shows_defaults_only_where_the_text_does_not_already_say(monkeypatch):
+    import argparse
+
+    from asr.utils import HelpFormatter
+
+    monkeypatch.setenv("COLUMNS", "10000")
+    p = argparse.ArgumentParser(formatter_class=HelpFormatter)
+    p.add_argument("--beam", type=int, default=8, help="beam size")
+    p.add_argument("--said", default=3, help="the default is three")
+    p.add_argument("--no-pack", dest="pack", action="store_false", help="do not pack")
+    p.add_argument("--flag", action="store_true", help="a switch")
+    text = " ".join(p.format_help().split())
+    assert "beam size (default: 8)" in text and "do not pack (default: True)" in text
+    assert "the default is three" in text and "three (default" not in text
+    assert "a switch (default" not in text
+
+
+def test_progress_shows_a_bar_on_a_terminal(monkeypatch):
+    import io
+    import sys
+
+    from asr.utils import progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    assert list(progress(iter([1, 2, 3]), 3, "reading headers")) == [1, 2, 3]
+    assert "reading headers" in sys.stderr.getvalue() and "3/3" in sys.stderr.getvalue()
