@@ -192,3 +192,47 @@ def test_load_latest_skips_a_checkpoint_without_training_state(tmp_path):
     assert path.name == "step-00000010.pt" and state["progress"]["step"] == 10
     assert len(warnings) == 1 and "no training state" in warnings[0]
     assert load_latest(tmp_path)[0].name == "step-00000010.pt"  # without warn= too
+
+
+def _tampered(path, change) -> None:
+    """Rewrite the checkpoint at ``path`` with ``change(state)`` applied and its checksum kept."""
+    state = torch.load(path, weights_only=True)
+    change(state)
+    torch.save(state, path)
+
+
+@pytest.mark.parametrize("change", [
+    lambda s: s["state_dict"].__setitem__("w2", s["state_dict"].pop("w")),  # a renamed weight
+    lambda s: s["rng"]["python"].__setitem__(1, 7),  # an element of a list
+    lambda s: s["progress"].__setitem__("step", 6),  # a plain value
+    lambda s: s.__setitem__("vocab", "ba"),
+], ids=["key", "list item", "number", "string"])
+def test_the_checksum_covers_names_lists_and_plain_values_not_only_tensors(tmp_path, change):
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, model_state(step=5))
+    _tampered(path, change)
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        load_checkpoint(path)
+
+
+def test_a_checkpoint_lacking_what_a_model_needs_is_refused(tmp_path):
+    save_checkpoint(tmp_path / "c.pt", {"state_dict": {}, "vocab": "ab"})  # valid checksum, too little in it
+    with pytest.raises(CheckpointError, match="c.pt: checkpoint lacks feature_config, model_config; it was not "
+                                              "written by asr-train"):
+        load_checkpoint(tmp_path / "c.pt")
+
+
+def test_load_latest_without_last_pt_takes_the_newest_periodic_one(tmp_path):
+    for step in (10, 30, 20):
+        save_checkpoint(periodic_path(tmp_path, step), model_state(step))
+    path, state = load_latest(tmp_path)
+    assert path.name == "step-00000030.pt" and state["progress"]["step"] == 30
+
+
+def test_pruning_one_kind_leaves_the_other(tmp_path):
+    for n in (1, 2, 3):
+        save_checkpoint(periodic_path(tmp_path, n), model_state(n))
+        save_checkpoint(epoch_path(tmp_path, n), model_state(n))
+    prune_checkpoints(tmp_path, 1, kind="epoch")
+    assert [p.name for p in list_checkpoints(tmp_path, "epoch")] == [epoch_path(tmp_path, 3).name]
+    assert len(list_checkpoints(tmp_path, "step")) == 3

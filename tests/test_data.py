@@ -92,6 +92,15 @@ GOOD = {"audio_filepath": "audio/x.wav", "duration": 0.5, "text": "hi"}
     ({**GOOD, "audio_filepath": ""}, "audio_filepath must be a non-empty string"),
     ({**GOOD, "audio_filepath": "audio/nope.wav"}, "not found"),
     ({**GOOD, "id": "m-1"}, "duplicate id 'm-1'"),
+    ({**GOOD, "duration": 0}, "duration must be a positive number"),
+    ({**GOOD, "duration": float("inf")}, "duration must be a positive number"),
+    ({**GOOD, "text": 5}, "text must be a string, got int"),
+    ([1], "expected a JSON object, got list"),
+    ({**GOOD, "offset": -0.5}, "offset must be seconds >= 0 into the recording, got -0.5"),
+    ({**GOOD, "offset": float("nan")}, "offset must be seconds >= 0"),
+    ({**GOOD, "offset": True}, "offset must be seconds >= 0"),
+    ({**GOOD, "offset": "1"}, "offset must be seconds >= 0"),
+    ("\ufeff" + json.dumps(GOOD), "not valid JSON"),  # a byte-order mark is fine on line 1 only
 ])
 def test_bad_manifest_lines_name_the_line_and_the_problem(wav_dir, bad, message):
     manifest = _write_lines(wav_dir / "m.jsonl", [GOOD, "   ", bad])
@@ -100,6 +109,12 @@ def test_bad_manifest_lines_name_the_line_and_the_problem(wav_dir, bad, message)
     assert isinstance(err.value, UserError)
     text = str(err.value)
     assert text.startswith(f"{manifest}:3: ") and message in text and "\n" not in text
+
+
+def test_a_byte_order_mark_and_an_offset_of_zero_are_fine(wav_dir):
+    manifest = _write_lines(wav_dir / "m.jsonl", ["\ufeff" + json.dumps({**GOOD, "offset": 0}), GOOD])
+    first = read_manifest(manifest)[0]
+    assert first.text == "hi" and first.offset == 0.0
 
 
 def test_missing_files_are_allowed_when_not_checked(wav_dir):
@@ -168,7 +183,12 @@ def test_unalignable_and_empty_utterances_are_dropped_with_a_count(caplog):
     with caplog.at_level(logging.WARNING, logger="asr.data"):
         kept = drop_unalignable(utts, vocab, steps, "train")
     assert [u.id for u in kept] == ["ok", "repeats"]
-    assert "train: dropped 2 of 4 utterances" in caplog.text
+    assert "train: dropped 2 of 4 utterances whose transcript is empty or too long for CTC to align" in caplog.text
+    caplog.clear()
+    one = [Utterance("a", "a.wav", 0.3, "a"), Utterance("euro", "e.wav", 0.3, "€ x€")]  # one character is enough
+    with caplog.at_level(logging.WARNING, logger="asr.data"):
+        assert [u.id for u in drop_unalignable(one, vocab, steps, "dev")] == ["a", "euro"]
+    assert caplog.messages == ["dev: 2 characters outside the vocabulary were dropped: '€' x2"]
     caplog.clear()
     assert drop_unalignable(kept, vocab, steps) == kept and not caplog.text
 
@@ -343,3 +363,29 @@ def test_manifest_ids_from_utt_id_or_line_and_paths_from_home(tmp_path, monkeypa
     a, b = read_manifest(path)
     assert (a.id, a.audio_filepath) == ("k1", str(tmp_path / "a.wav"))
     assert (b.id, b.audio_filepath) == ("sub-2", str(tmp_path / "a.wav"))
+
+
+def test_a_manifest_from_a_pipe_gets_its_relative_audio_paths_resolved_here(tmp_path, monkeypatch):
+    import os
+    import threading
+
+    from asr.data import stream_manifest
+
+    monkeypatch.chdir(tmp_path)
+    fifo = tmp_path / "m.fifo"
+    os.mkfifo(fifo)
+    lines = [json.dumps({"audio_filepath": "wav/a.wav", "duration": 1.0, "text": "x"}),
+             json.dumps({"audio_filepath": "/abs/b.wav", "duration": 1.0, "text": "ü"}, ensure_ascii=False),
+             json.dumps({"audio_filepath": "~/c.wav", "duration": 1.0, "text": "y"}),
+             "{not json", json.dumps(["a", "list"])]
+    writer = threading.Thread(target=lambda: fifo.write_text("\n".join(lines) + "\n", encoding="utf-8"))
+    writer.start()
+    with stream_manifest(fifo) as copy:  # the copy lives as long as the context
+        got = Path(copy).read_text(encoding="utf-8").splitlines()
+    writer.join()
+    assert json.loads(got[0])["audio_filepath"] == str(tmp_path / "wav" / "a.wav")
+    assert got[1:] == lines[1:]  # absolute, home-relative and unreadable lines pass through as they are
+    regular = tmp_path / "m.jsonl"
+    regular.write_text(lines[0] + "\n")
+    with stream_manifest(regular) as same:
+        assert same == str(regular)  # a regular file is read in place, relative to its own folder
