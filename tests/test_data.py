@@ -389,3 +389,10 @@ def test_a_manifest_from_a_pipe_gets_its_relative_audio_paths_resolved_here(tmp_
     regular.write_text(lines[0] + "\n")
     with stream_manifest(regular) as same:
         assert same == str(regular)  # a regular file is read in place, relative to its own folder
+
+
+def test_a_batch_may_fill_its_seconds_exactly_but_not_more():
+    """Padded seconds (longest x count) up to ``max_seconds`` inclusive: four 1 s utterances
+    in 2 s batches are two pairs; in 1.9 s batches, four singles."""
+    assert sorted(map(len, DurationBatchSampler([1.0] * 4, max_seconds=2.0, shuffle=False))) == [2, 2]
+    assert sorted(map(len, DurationBatchSampler([1.0] * 4, max_seconds=1.9, shuffle=False))) == [1, 1, 1, 1]
