@@ -120,3 +120,18 @@ def test_characters_outside_the_vocabulary_are_counted_not_lost_silently():
     assert v.dropped_characters(["a € b", "€€ ¤"]) == Counter({"€": 3, "¤": 1})
     assert describe_dropped(Counter({"€": 3, "¤": 1})) == \
         "4 characters outside the vocabulary were dropped: '€' x3, '¤' x1"
+
+
+def test_what_the_mutation_run_found_unpinned_in_text():
+    from collections import Counter
+
+    from asr.text import describe_dropped
+
+    digits = Vocabulary(" abcdefghijklmnopqrstuvwxyz0123456789", "drop")
+    assert digits.normalize("call 911 now") == "call now"  # drop means drop, even where digits are tokens
+    assert Vocabulary(" abAB").normalize("aB Ab") == "aB Ab"  # a mixed-case vocabulary keeps case
+    assert Vocabulary("ab").normalize("a b  ab") == "abab"  # no space token: words run together
+    dropped = Counter()
+    assert Vocabulary().encode("a€b", dropped) == [3, 4] and dropped == Counter({"€": 1})
+    many = Counter({c: 1 for c in "#$%&*+<=>"})  # nine kinds, eight shown
+    assert describe_dropped(many).endswith(" and 1 more kinds") and "more kinds" not in describe_dropped(many, 9)
