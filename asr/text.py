@@ -96,8 +96,9 @@ class Vocabulary:
 
     def normalize(self, text: str, dropped: Counter | None = None) -> str:
         """Spell out numbers written in digits, keep or drop them (``numbers``; by default
-        spelt out when the vocabulary has no digits, :func:`spell_numbers`), fold case (see ``case``), fold accents the vocabulary lacks
-        (``é`` -> ``e``), turn separating punctuation into spaces, drop other characters the
+        spelt out when the vocabulary has no digits, :func:`spell_numbers`), fold case (see
+        ``case``), fold accents the vocabulary lacks (``é`` -> ``e``), turn separating
+        punctuation into spaces, drop other characters the
         vocabulary lacks (counted into ``dropped`` when given), collapse spaces (or drop
         them, for a vocabulary without a space)."""
         text = unicodedata.normalize("NFC", text)

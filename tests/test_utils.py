@@ -2,7 +2,11 @@
 output checks, one-line errors and warnings from run_cli."""
 
 import errno
+import json
 import os
+import shutil
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -150,7 +154,6 @@ def test_asking_for_cuda_without_a_usable_gpu_says_why(monkeypatch):
 
 
 def test_the_gpu_recipes_refuse_to_start_on_the_cpu(tmp_path):
-    import subprocess
     import sys
 
     import torch
@@ -165,23 +168,19 @@ def test_the_gpu_recipes_refuse_to_start_on_the_cpu(tmp_path):
         assert not (tmp_path / experiment / "config.yaml").exists()
 
 
-def _in_small_tmpfs(tmp_path, script: str, size: str = "64k") -> "subprocess.CompletedProcess":
+def _in_small_tmpfs(tmp_path, script: str, size: str = "64k") -> subprocess.CompletedProcess:
     """Run ``script`` (sh) in a private mount namespace where ``tmp_path/disk`` is a tmpfs of
     ``size``: a real full disk, not an injected error. Skips where namespaces are refused."""
-    import shutil
-    import subprocess
-
     if not shutil.which("unshare") or subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode:
         pytest.skip("no user/mount namespaces here (unshare -rm refused): cannot mount a small tmpfs")
     disk = tmp_path / "disk"
     disk.mkdir()
     mount = f"mount -t tmpfs -o size={size} tmpfs {disk} && cd {disk} && "
     return subprocess.run(["unshare", "-rm", "sh", "-c", mount + script], capture_output=True, text=True,
-                          env={**os.environ, "PATH": f"{os.path.dirname(os.sys.executable)}:{os.environ['PATH']}"})
+                          env={**os.environ, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"})
 
 
 def test_a_really_full_disk_keeps_the_previous_file_and_is_one_line(tmp_path):
-    import json
     import sys
 
     (tmp_path / "a.wav").write_bytes(b"")  # the manifest's lines only need an existing audio path
@@ -224,7 +223,6 @@ def test_run_cli_exit_codes_for_a_closed_pipe_and_ctrl_c(capsys, monkeypatch):
     def interrupted(argv):
         raise KeyboardInterrupt
 
-    import sys
 
     dups = []
     monkeypatch.setattr(os, "dup2", lambda fd, to: dups.append((os.readlink(f"/proc/self/fd/{fd}"), to)))
@@ -305,7 +303,6 @@ def test_help_shows_defaults_only_where_the_text_does_not_already_say(monkeypatc
 
 def test_progress_shows_a_bar_on_a_terminal(monkeypatch):
     import io
-    import sys
 
     from asr.utils import progress
 
