@@ -13,6 +13,8 @@ from asr.utils import UserError, text_lines
 
 BOS, EOS, UNK, SIL = "<s>", "</s>", "<unk>", "|"
 BINARY_MAGIC = b"mmap lm "
+#: The highest n-gram order the beam decoder's KenLM loads (compiled in: KENLM_MAX_ORDER).
+MAX_ORDER = 6
 
 
 class LMError(UserError):

@@ -31,7 +31,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from asr.arpa import BOS, EOS, SIL, UNK, LMError
+from asr.arpa import BOS, EOS, MAX_ORDER, SIL, UNK, LMError
 from asr.text import DEFAULT_CHARS, NUMBERS, NUMBERS_HELP, Vocabulary, vocab_from_options
 from asr.utils import HelpFormatter, UserError, atomic_open, check_writable, run_cli, text_lines
 
@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Estimate an interpolated modified Kneser-Ney n-gram model (ARPA).")
     b.add_argument("text", help="text file (a sentence a line) or JSON-lines manifest")
     b.add_argument("out", help="ARPA file to write")
-    b.add_argument("--order", type=int, default=3, help="n-gram order (default 3)")
+    b.add_argument("--order", type=int, default=3, help=f"n-gram order, 1 to {MAX_ORDER} (default 3)")
     b.add_argument("--unit", choices=("word", "char"), default="word",
                    help="word (default; decode with a lexicon) or char (lexicon-free decoding)")
     b.add_argument("--chars", default=DEFAULT_CHARS, help="vocabulary characters used to normalise the text")
@@ -334,8 +334,9 @@ def _join_negative_lists(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(_join_negative_lists(sys.argv[1:] if argv is None else list(argv)))
     if args.command == "build":
-        if args.order < 1:
-            raise UserError(f"--order {args.order}: the n-gram order must be at least 1")
+        if not 1 <= args.order <= MAX_ORDER:
+            raise UserError(f"--order {args.order}: expected an n-gram order from 1 to {MAX_ORDER} (the beam "
+                            f"decoder's KenLM loads at most {MAX_ORDER}-grams)")
         vocab = vocab_from_options(args.chars, args.numbers)
         check_writable(args.out, "ARPA output")
         counts = build_arpa(args.text, args.out, args.order, args.unit, vocab)

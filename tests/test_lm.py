@@ -102,6 +102,26 @@ def test_build_cli_errors_are_one_line(tmp_path, capsys):
     assert not (tmp_path / "o.arpa").exists()
 
 
+def test_build_refuses_an_order_the_decoder_cannot_load(tmp_path, capsys):
+    """KenLM as compiled into the decoder loads at most MAX_ORDER-grams: a longer model
+    would be built, then fail when decoding starts. Both sides of the limit are checked
+    against the real loader, so a decoder that loads more shows up here."""
+    from asr.arpa import MAX_ORDER, LMError
+    from asr.beam import BeamSearchDecoder
+
+    (tmp_path / "t.txt").write_text("\n".join(SENTENCES))
+    out = str(tmp_path / "c.arpa")
+    assert run_cli(main, ["build", "--unit", "char", "--order", str(MAX_ORDER + 1), str(tmp_path / "t.txt"), out]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --order {MAX_ORDER + 1}") and f"from 1 to {MAX_ORDER}" in err and "\n" not in err
+    assert not (tmp_path / "c.arpa").exists()
+    assert run_cli(main, ["build", "--unit", "char", "--order", str(MAX_ORDER), str(tmp_path / "t.txt"), out]) == 0
+    BeamSearchDecoder(Vocabulary(), lm=out, num_threads=1)  # the longest allowed order loads
+    build_arpa(tmp_path / "t.txt", tmp_path / "c7.arpa", order=MAX_ORDER + 1, unit="char")
+    with pytest.raises(LMError, match="KenLM cannot load it"):
+        BeamSearchDecoder(Vocabulary(), lm=tmp_path / "c7.arpa", num_threads=1)
+
+
 def test_tune_picks_the_pair_that_fixes_the_misspelling(tmp_path):
     from asr.beam import BeamSearchDecoder
     from test_beam import spell
