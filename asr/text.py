@@ -98,9 +98,9 @@ class Vocabulary:
         """Spell out numbers written in digits, keep or drop them (``numbers``; by default
         spelt out when the vocabulary has no digits, :func:`spell_numbers`), fold case (see
         ``case``), fold accents the vocabulary lacks (``é`` -> ``e``), turn separating
-        punctuation into spaces, drop other characters the
-        vocabulary lacks (counted into ``dropped`` when given), collapse spaces (or drop
-        them, for a vocabulary without a space)."""
+        punctuation into spaces, drop other characters the vocabulary lacks (counted into
+        ``dropped`` when given), collapse spaces (or drop them, for a vocabulary without a
+        space)."""
         text = unicodedata.normalize("NFC", text)
         if self.numbers == "spell" and _DIGIT.search(text):
             text = spell_numbers(text)

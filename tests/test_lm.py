@@ -9,7 +9,7 @@ import math
 import pytest
 
 from asr.checkpoint import save_checkpoint
-from asr.arpa import UNK, arpa_logprob, arpa_unigrams, read_arpa
+from asr.arpa import MAX_ORDER, UNK, LMError, arpa_logprob, arpa_unigrams, read_arpa
 from asr.lm import build_arpa, estimate, main, read_sentences, search_pairs, tune, write_arpa
 from asr.text import Vocabulary
 from asr.utils import run_cli
@@ -106,7 +106,6 @@ def test_build_refuses_an_order_the_decoder_cannot_load(tmp_path, capsys):
     """KenLM as compiled into the decoder loads at most MAX_ORDER-grams: a longer model
     would be built, then fail when decoding starts. Both sides of the limit are checked
     against the real loader, so a decoder that loads more shows up here."""
-    from asr.arpa import MAX_ORDER, LMError
     from asr.beam import BeamSearchDecoder
 
     (tmp_path / "t.txt").write_text("\n".join(SENTENCES))

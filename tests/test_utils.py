@@ -154,8 +154,6 @@ def test_asking_for_cuda_without_a_usable_gpu_says_why(monkeypatch):
 
 
 def test_the_gpu_recipes_refuse_to_start_on_the_cpu(tmp_path):
-    import sys
-
     import torch
 
     if torch.cuda.is_available():
@@ -181,8 +179,6 @@ def _in_small_tmpfs(tmp_path, script: str, size: str = "64k") -> subprocess.Comp
 
 
 def test_a_really_full_disk_keeps_the_previous_file_and_is_one_line(tmp_path):
-    import sys
-
     (tmp_path / "a.wav").write_bytes(b"")  # the manifest's lines only need an existing audio path
     manifest = tmp_path / "all.jsonl"
     manifest.write_text("".join(json.dumps({"audio_filepath": "a.wav", "duration": 1.0, "text": "x" * 80,
@@ -222,7 +218,6 @@ def test_run_cli_exit_codes_for_a_closed_pipe_and_ctrl_c(capsys, monkeypatch):
 
     def interrupted(argv):
         raise KeyboardInterrupt
-
 
     dups = []
     monkeypatch.setattr(os, "dup2", lambda fd, to: dups.append((os.readlink(f"/proc/self/fd/{fd}"), to)))
