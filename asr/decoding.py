@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from asr.beam import BeamSearchDecoder
+from asr.beam import BLANK_SKIP_HELP, BeamSearchDecoder, check_blank_skip
 from asr.greedy import Decoder, GreedyDecoder, Hypothesis  # noqa: F401  (re-exported: the decoders' types)
 from asr.text import Vocabulary
 from asr.utils import UserError
@@ -22,17 +22,19 @@ class DecodingOptions:
     """How to decode, checked once: ``decoder`` ``"greedy"`` or ``"beam"``; the rest are
     the beam search's (:class:`asr.beam.BeamSearchDecoder`): an n-gram ``lm`` (KenLM ARPA
     or binary), a ``lexicon``, ``beam_size``, ``beam_threshold``, ``lm_weight`` (alpha),
-    ``word_score`` (beta), ``beam_size_token`` and ``nbest``. ``build(vocab)`` makes the
-    decoder; the command-line flags (:func:`add_decoder_arguments`) map onto these fields."""
+    ``word_score`` (beta), ``beam_size_token``, ``blank_skip`` and ``nbest``. ``build(vocab)``
+    makes the decoder; the command-line flags (:func:`add_decoder_arguments`) map onto these
+    fields."""
 
     decoder: str = "greedy"
     lm: str | None = None
     lexicon: str | None = None
     beam_size: int = 50
-    beam_threshold: float = 15.0
+    beam_threshold: float = 10.0
     lm_weight: float = 0.5
     word_score: float = 0.0
     beam_size_token: int = 8
+    blank_skip: float = 0.99
     nbest: int = 1
 
     def __post_init__(self) -> None:
@@ -46,6 +48,7 @@ class DecodingOptions:
             raise UserError("--beam-size and --nbest must be at least 1")
         if self.beam_size_token < 0:
             raise UserError("--beam-size-token must be 0 (all tokens) or more")
+        check_blank_skip(self.blank_skip)
 
     @classmethod
     def from_args(cls, args) -> "DecodingOptions":
@@ -57,7 +60,8 @@ class DecodingOptions:
             return GreedyDecoder(vocab)
         return BeamSearchDecoder(vocab, lm=self.lm, lexicon=self.lexicon, beam_size=self.beam_size,
                                  beam_threshold=self.beam_threshold, lm_weight=self.lm_weight,
-                                 word_score=self.word_score, nbest=self.nbest, beam_size_token=self.beam_size_token)
+                                 word_score=self.word_score, nbest=self.nbest, beam_size_token=self.beam_size_token,
+                                 blank_skip=self.blank_skip)
 
 
 def add_decoder_arguments(parser) -> None:
@@ -69,11 +73,12 @@ def add_decoder_arguments(parser) -> None:
                                      "a word LM's own words are the lexicon, and a character LM "
                                      "(asr-lm build --unit char) decodes lexicon-free")
     g.add_argument("--beam-size", type=int, default=50, help="hypotheses kept per frame (default 50)")
-    g.add_argument("--beam-threshold", type=float, default=15.0,
-                   help="prune hypotheses scoring this far below the best (default 15)")
+    g.add_argument("--beam-threshold", type=float, default=10.0,
+                   help="prune hypotheses scoring this far below the best (default 10)")
     g.add_argument("--lm-weight", type=float, default=0.5, help="LM weight, alpha (default 0.5)")
     g.add_argument("--word-score", type=float, default=0.0, help="word insertion score, beta (default 0)")
     g.add_argument("--beam-size-token", type=int, default=8, help="tokens tried per frame, 0 = all (default 8)")
+    g.add_argument("--blank-skip", type=float, default=0.99, help=BLANK_SKIP_HELP)
     g.add_argument("--nbest", type=int, default=1, help="hypotheses returned per input (beam only)")
 
 

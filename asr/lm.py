@@ -235,8 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lm", required=True, help="n-gram language model, KenLM ARPA or binary")
     g.add_argument("--lexicon", help="lexicon file, a word and its spelling a line")
     g.add_argument("--beam-size", type=int, default=50, help="hypotheses kept per frame (default 50)")
-    g.add_argument("--beam-threshold", type=float, default=15.0,
-                   help="prune hypotheses scoring this far below the best (default 15)")
+    g.add_argument("--beam-threshold", type=float, default=10.0,
+                   help="prune hypotheses scoring this far below the best (default 10)")
+    g.add_argument("--blank-skip", type=float, default=0.99,
+                   help="runs of near-certain blank frames cut to one frame, as in asr-evaluate (default 0.99)")
     return p
 
 
@@ -292,7 +294,8 @@ def _main_tune(args) -> int:
     recognizer = Recognizer.from_checkpoint(args.model, device)
     utterances = read_manifest(args.manifest)
     decoder = BeamSearchDecoder(recognizer.vocab, lm=args.lm, lexicon=args.lexicon, beam_size=args.beam_size,
-                                beam_threshold=args.beam_threshold, num_threads=args.threads)
+                                beam_threshold=args.beam_threshold, blank_skip=args.blank_skip,
+                                num_threads=args.threads)
     t0 = time.perf_counter()
     outputs: dict[int, torch.Tensor] = {}
     for batch, log_probs, lengths in iter_outputs(recognizer, batch_loader(utterances, recognizer,

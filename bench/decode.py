@@ -9,7 +9,8 @@ beam decoder on the dev set (each on its own grid: KenLM scores are log10 in fla
 natural logs in pyctcdecode); speed and WER are then measured on the test set, the
 decoders interleaved in ``--rounds`` rounds (the fastest round counts: the machine is
 shared), one process each, then with ``--workers`` processes each. ``asr.beam`` tries the 8
-most likely tokens per frame (its default); the "all tokens" row tries every one.
+most likely tokens per frame and cuts runs of near-certain blank frames to one (its
+defaults); the "all tokens" row tries every token, the "all frames" row keeps every frame.
 
 pyctcdecode is a benchmark-only dependency. Its metadata pins numpy<2 (pip would downgrade
 the project's numpy) but it runs with numpy 2 and imports only pygtrie and kenlm, so it is
@@ -123,6 +124,8 @@ def main() -> None:
     ours = ours.reweighted(a.lm_weight, a.word_score)
     ours_all = BeamSearchDecoder(rec.vocab, lm=lm, beam_size=a.beam_size, lm_weight=a.lm_weight,
                                  word_score=a.word_score, num_threads=1, beam_size_token=0)
+    ours_frames = BeamSearchDecoder(rec.vocab, lm=lm, beam_size=a.beam_size, lm_weight=a.lm_weight,
+                                    word_score=a.word_score, num_threads=1, blank_skip=1.0)
     ours_par = BeamSearchDecoder(rec.vocab, lm=lm, beam_size=a.beam_size, lm_weight=a.lm_weight,
                                  word_score=a.word_score, num_threads=a.workers)
     ours_par.decode_list(test_lp[:8])  # start the workers
@@ -135,6 +138,7 @@ def main() -> None:
         "greedy": lambda: [greedy.decode(x[None], torch.tensor([len(x)]))[0][0].text for x in test_lp],
         "asr.beam, 1 process": lambda: [h[0].text for h in ours.decode_list(test_lp)],
         "asr.beam all tokens, 1 proc": lambda: [h[0].text for h in ours_all.decode_list(test_lp)],
+        "asr.beam all frames, 1 proc": lambda: [h[0].text for h in ours_frames.decode_list(test_lp)],
         "pyctcdecode, 1 process": lambda: [pyctc.decode(x, beam_width=a.beam_size) for x in test_np],
         f"asr.beam, {a.workers} processes": lambda: [h[0].text for h in ours_par.decode_list(test_lp)],
         f"pyctcdecode, {a.workers} processes": lambda: pool.map(_pyctc_one, [(x, a.beam_size) for x in test_np],

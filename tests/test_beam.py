@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from asr.beam import BeamSearchDecoder, LexiconError, read_lexicon
+from asr.beam import BeamSearchDecoder, LexiconError, read_lexicon, skip_blank_runs
 from asr.decoding import GreedyDecoder
 from asr.lm import build_arpa
 from asr.text import Vocabulary
@@ -81,6 +81,41 @@ def test_without_lm_matches_greedy_tokens_and_timesteps():
     for b, g in zip(beam, greedy):
         assert (b[0].text, b[0].tokens, b[0].timesteps) == (g[0].text, g[0].tokens, g[0].timesteps)
         assert b[0].score == pytest.approx(g[0].score, abs=1e-3)
+
+
+def _blank(p_blank: float) -> torch.Tensor:
+    """One frame: blank with probability ``p_blank``, the rest spread over the letters."""
+    row = torch.full((len(VOCAB),), math.log((1 - p_blank) / (len(VOCAB) - 1)))
+    row[VOCAB.blank] = math.log(p_blank)
+    return row
+
+
+def test_blank_runs_are_cut_to_their_first_frame():
+    # "l", 4 sure blanks, "l", a 0.98 blank then a sure one, "o", 3 sure blanks
+    l_, o_ = spell("l")[0], spell("o")[0]
+    sure, unsure = _blank(0.999), _blank(0.98)
+    a = torch.stack([l_, sure, sure, sure, sure, l_, unsure, sure, o_, sure, sure, sure]).numpy()
+    kept, index, dropped = skip_blank_runs(a, 0.99)
+    assert index.tolist() == [0, 1, 5, 6, 7, 8, 9]  # the 0.98 frame is not a sure blank
+    assert kept.flags.c_contiguous and (kept == a[index]).all()
+    assert dropped == pytest.approx(5 * math.log(0.999), rel=1e-5)
+    assert skip_blank_runs(a, 1.0)[1].tolist() == list(range(12))
+    assert skip_blank_runs(a, 0.95)[1].tolist() == [0, 1, 5, 6, 8, 9]
+
+
+def test_blank_skip_keeps_text_timesteps_and_score():
+    sure = _blank(0.9995)[None].expand(6, -1)
+    seqs = [torch.cat([sure, spell("all "), sure, spell("too good"), sure]), spell("go left"), torch.cat([sure, sure])]
+    lp, n = batch(*seqs)
+    greedy = GreedyDecoder(VOCAB).decode(lp, n)
+    for skip in (0.99, 1.0):
+        beam = BeamSearchDecoder(VOCAB, beam_size=8, num_threads=1, blank_skip=skip).decode(lp, n)
+        for b, g in zip(beam, greedy):
+            assert (b[0].text, b[0].tokens, b[0].timesteps) == (g[0].text, g[0].tokens, g[0].timesteps)
+            assert b[0].score == pytest.approx(g[0].score, abs=1e-3)
+    assert [h[0].text for h in greedy] == ["all too good", "go left", ""]
+    with pytest.raises(UserError, match="--blank-skip 0.2"):
+        BeamSearchDecoder(VOCAB, blank_skip=0.2)
 
 
 def test_lexicon_restricts_output_to_its_words(tmp_path):

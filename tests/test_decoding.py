@@ -72,7 +72,9 @@ def test_decoder_from_args_defaults_to_greedy():
 @pytest.mark.parametrize("argv, message", [(["--lm", "x.arpa"], "--lm needs --decoder beam"),
                                            (["--lexicon", "l.txt"], "--lexicon needs --decoder beam"),
                                            (["--decoder", "beam", "--beam-size", "0"], "at least 1"),
-                                           (["--decoder", "beam", "--nbest", "0"], "at least 1")])
+                                           (["--decoder", "beam", "--nbest", "0"], "at least 1"),
+                                           (["--decoder", "beam", "--blank-skip", "0.3"], "from 0.5 to 1"),
+                                           (["--decoder", "beam", "--blank-skip", "1.5"], "from 0.5 to 1")])
 def test_inconsistent_decoder_flags_are_user_errors(argv, message):
     with pytest.raises(UserError, match=message):
         decoder_from_args(_args(*argv), VOCAB)
