@@ -37,8 +37,8 @@ from asr import distributed, rundir
 from asr.augment import AugmentConfig, SpecAugment, WaveAugment
 from asr.checkpoint import (epoch_path, link_or_copy, list_checkpoints, load_latest, periodic_path,
                             prune_checkpoints, save_checkpoint)
-from asr.data import (AudioDataset, Batch, DataConfig, DurationBatchSampler, collate, drop_unalignable, read_manifest,
-                      read_manifest_table)
+from asr.data import (AudioDataset, Batch, DataConfig, DurationBatchSampler, FeatureCollate, collate, drop_unalignable,
+                      read_manifest, read_manifest_table)
 from asr.evaluation import evaluate
 from asr.features import FeatureConfig
 from asr.metrics import ErrorRates, error_rates
@@ -248,6 +248,10 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, device: torch.device, sto
     parts = build_parts(cfg, ctx, device, data)
     loop = LoopState(world_size=ctx.world_size)
     resumed = resume(cfg, ctx, parts, loop)
+    if device.type == "cpu" and cfg.data.num_workers:
+        # The workers compute the log-mel features (the recognizer's own module, its global
+        # statistics fitted or resumed by now): off the training step's thread.
+        data.loader.collate_fn = FeatureCollate(parts.recognizer.features)
     if ctx.is_main:  # what actually runs (a resumed run's frozen keys were just checked)
         _write_config(cfg, exp_dir / "config.yaml")
     metrics = MetricsLog(exp_dir, loop.step if resumed else None) if ctx.is_main else None
@@ -301,7 +305,7 @@ def build_data(cfg: TrainConfig, ctx: distributed.Context, device: torch.device)
     loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.data.num_workers,
                         pin_memory=device.type == "cuda", persistent_workers=cfg.data.num_workers > 0,
                         worker_init_fn=ignore_sigint, generator=torch.Generator().manual_seed(cfg.seed))
-    _check_shared_memory(cfg)
+    _check_shared_memory(cfg, features=device.type == "cpu")
     log.info("train: %d utterances (%.2f h), %d batches/epoch%s, padding %.1f%%; dev: %d utterances",
              len(train_utts), train_utts.durations.sum() / 3600, len(sampler),
              f" on each of {ctx.world_size} ranks" if ctx.enabled else "", 100 * sampler.padding_fraction(),
@@ -471,18 +475,22 @@ def train_step(recognizer: Recognizer, model: torch.nn.Module, spec_augment: tor
                ctc: torch.nn.CTCLoss, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                batch: Batch, device: torch.device, amp_dtype: torch.dtype | None,
                grad_clip: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features on ``device``, forward, CTC loss, backward; gradients unscaled and clipped.
+    """Features on ``device`` (or the loader worker's, ``batch.feats``), forward, CTC loss,
+    backward; gradients unscaled and clipped.
 
     ``model`` is ``recognizer.model`` or its DDP wrapper. The optimizer is not stepped
     (``scaler.step(optimizer)``, ``scaler.update()``, ``scheduler.step()`` follow).
     Returns ``(loss, grad_norm)``, 0-d tensors on ``device`` (possibly non-finite).
     """
     optimizer.zero_grad(set_to_none=True)
-    waves = batch.waves.to(device, non_blocking=True)  # (batch, samples)
     # Lengths stay on the CPU: sequence packing and the CTC loss read them there, so lengths
     # on the GPU would cost two GPU -> CPU synchronisations a step.
     with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-        feats, frames = recognizer.features(waves, batch.wave_lengths)  # (batch, frames, n_mels), frames on the CPU
+        if batch.feats is None:
+            waves = batch.waves.to(device, non_blocking=True)  # (batch, samples)
+            feats, frames = recognizer.features(waves, batch.wave_lengths)  # (batch, frames, n_mels), frames on the CPU
+        else:  # computed by the loader worker (FeatureCollate)
+            feats, frames = batch.feats.to(device, non_blocking=True), batch.frames
         log_probs, lengths = model(spec_augment(feats), frames)  # (batch, steps, vocab)
     loss = ctc(log_probs.float().transpose(0, 1), batch.targets.to(device, non_blocking=True), lengths,
                batch.target_lengths)
@@ -492,16 +500,19 @@ def train_step(recognizer: Recognizer, model: torch.nn.Module, spec_augment: tor
     return loss, grad_norm
 
 
-def shared_memory_needed(cfg: TrainConfig, prefetch: int = 2) -> int:
+def shared_memory_needed(cfg: TrainConfig, prefetch: int = 2, features: bool = False) -> int:
     """Bytes of /dev/shm the loader workers fill: each holds ``prefetch`` batches of up to
-    ``max_batch_seconds`` of float32 audio (plus speed perturbation's 1/0.9 at most)."""
+    ``max_batch_seconds`` of float32 audio (plus speed perturbation's 1/0.9 at most) and, when
+    the workers compute them (``features``: CPU training), its ``n_mels`` features a hop."""
     speed = 1 / min(cfg.augment.speeds) if cfg.augment.speeds else 1.0
-    return int(cfg.data.num_workers * prefetch * cfg.data.max_batch_seconds * speed * cfg.features.sample_rate * 4)
+    per_sample = 1 + (cfg.features.n_mels / cfg.features.hop_length if features else 0)
+    return int(cfg.data.num_workers * prefetch * cfg.data.max_batch_seconds * speed * cfg.features.sample_rate * 4
+               * per_sample)
 
 
-def _check_shared_memory(cfg: TrainConfig, shm: str = "/dev/shm") -> None:
+def _check_shared_memory(cfg: TrainConfig, shm: str = "/dev/shm", features: bool = False) -> None:
     """Warn before the loader workers die of a small /dev/shm (containers default to 64 MB)."""
-    need = shared_memory_needed(cfg)
+    need = shared_memory_needed(cfg, features=features)
     try:
         have = shutil.disk_usage(shm).free
     except OSError:

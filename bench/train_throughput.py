@@ -2,9 +2,11 @@
 
 Both sides see the same batches (duration-bucketed, from a manifest) and the same shapes:
 
-- full: waveforms -> log-mel features on the device -> BiRNN-CTC -> CTC loss -> backward
-  -> gradient clipping -> AdamW and schedule step (``asr.train.train_step`` and the three
-  calls that follow it in ``asr.train.train``);
+- full: waveforms -> log-mel features -> BiRNN-CTC -> CTC loss -> backward -> gradient
+  clipping -> AdamW and schedule step (``asr.train.train_step`` and the three calls that
+  follow it in ``asr.train.train``). As in ``asr-train``, the features are computed on the
+  GPU inside the step, and on the CPU by the loader worker (``--features-in-step`` moves
+  them into the step there too);
 - bare: ``nn.LSTM(num_layers, bidirectional)`` forward and backward on random input of the
   model's encoder shape ``(batch, steps, n_mels * subsample)``.
 
@@ -31,7 +33,7 @@ from torch.utils.data import DataLoader
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from asr.data import AudioDataset, DurationBatchSampler, collate, read_manifest  # noqa: E402
+from asr.data import AudioDataset, DurationBatchSampler, FeatureCollate, collate, read_manifest  # noqa: E402
 from asr.features import FeatureConfig  # noqa: E402
 from asr.models import BiRNNConfig  # noqa: E402
 from asr.models.rnn import rnn_precision  # noqa: E402
@@ -56,6 +58,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32", help="fp32, bf16 or fp16 (autocast, CUDA)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+    p.add_argument("--features-in-step", action="store_true",
+                   help="CPU: compute the log-mel features in the step, not in the loader worker as asr-train does")
     return p.parse_args()
 
 
@@ -66,12 +70,13 @@ def sync(device: torch.device) -> None:
 
 def measure(manifest: str, hidden: int = 192, layers: int = 2, n_mels: int = 64, subsample: int = 3,
             dropout: float = 0.1, device: str = "cpu", precision: str = "fp32", batches: int = 6, repeats: int = 5,
-            max_batch_seconds: float = 100.0, max_batch_size: int = 64) -> dict:
+            max_batch_seconds: float = 100.0, max_batch_size: int = 64, features_in_step: bool = False) -> dict:
     """Seconds of audio trained per second: the full step and the bare kernel, interleaved.
 
     Returns ``full``/``bare`` (rates, best repetition), ``ratio`` (full / bare),
     ``ratio_median``, ``cpu_ratio`` (bare / full thread CPU seconds), ``audio_s``,
-    ``padding``, ``load_rate`` and the ``times`` of each repetition.
+    ``padding``, ``load_rate`` (one loader worker, features included when it computes them),
+    ``worker_features`` and the ``times`` of each repetition.
     """
     torch.manual_seed(0)
     device = resolve_device(device)
@@ -80,10 +85,14 @@ def measure(manifest: str, hidden: int = 192, layers: int = 2, n_mels: int = 64,
     vocab = Vocabulary()
     feature_cfg = FeatureConfig(n_mels=n_mels)
     model_cfg = BiRNNConfig(hidden_size=hidden, num_layers=layers, subsample=subsample, dropout=dropout)
+    recognizer = Recognizer(feature_cfg, model_cfg, vocab).to(device).train()
     utts = read_manifest(manifest)
     sampler = DurationBatchSampler([u.duration for u in utts], max_batch_seconds, max_batch_size, shuffle=True, seed=1)
+    # As asr-train: CPU training computes the features in the loader worker, CUDA in the step.
+    worker_features = device.type == "cpu" and not features_in_step
     loader = DataLoader(AudioDataset(utts, vocab, feature_cfg.sample_rate), batch_sampler=sampler,
-                        collate_fn=collate, num_workers=1, pin_memory=device.type == "cuda")
+                        collate_fn=FeatureCollate(recognizer.features) if worker_features else collate,
+                        num_workers=1, pin_memory=device.type == "cuda")
     start = time.perf_counter()
     loaded = []
     for batch in loader:
@@ -94,7 +103,6 @@ def measure(manifest: str, hidden: int = 192, layers: int = 2, n_mels: int = 64,
     audio_s = sum(b.wave_lengths.sum().item() for b in loaded) / feature_cfg.sample_rate
 
     # The full training step, as asr.train.train runs it.
-    recognizer = Recognizer(feature_cfg, model_cfg, vocab).to(device).train()
     optimizer, scheduler = build_optimizer(recognizer.model.parameters(), OptimConfig(), 10_000)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     ctc = torch.nn.CTCLoss(blank=vocab.blank, reduction="mean", zero_infinity=True)
@@ -147,14 +155,16 @@ def measure(manifest: str, hidden: int = 192, layers: int = 2, n_mels: int = 64,
     return {"device": str(device), "precision": str(amp_dtype or "fp32"), "batches": len(loaded), "audio_s": audio_s,
             "padding": 1 - audio_s / padded_s, "full": full_rate, "bare": bare_rate, "ratio": full_rate / bare_rate,
             "ratio_median": statistics.median(times["bare"]) / statistics.median(times["full"]),
-            "cpu_ratio": cpu["bare"] / cpu["full"], "load_rate": audio_s / load_s, "times": times}
+            "cpu_ratio": cpu["bare"] / cpu["full"], "load_rate": audio_s / load_s, "worker_features": worker_features,
+            "times": times}
 
 
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     r = measure(args.manifest, args.hidden, args.layers, args.n_mels, args.subsample, args.dropout, args.device,
-                args.precision, args.batches, args.repeats, args.max_batch_seconds)
+                args.precision, args.batches, args.repeats, args.max_batch_seconds,
+                features_in_step=args.features_in_step)
     print(f"device {r['device']}, precision {r['precision']}, threads {torch.get_num_threads()}; "
           f"{r['batches']} batches, {r['audio_s']:.1f} s of audio, padding {100 * r['padding']:.1f}%; "
           f"model {args.layers}x{args.hidden} BiLSTM on {args.n_mels}x{args.subsample} features")
@@ -165,7 +175,9 @@ def main() -> None:
     print(f"ratio full / bare   : {r['ratio']:8.1%}   (target >= 90%; from medians {r['ratio_median']:.1%})")
     if r["device"] == "cpu" and torch.get_num_threads() == 1:
         print(f"ratio of CPU time   : {r['cpu_ratio']:8.1%}   (bare / full thread CPU seconds)")
-    print(f"data loading (1 worker, first pass): {r['load_rate']:8.1f} s audio / s")
+    where = "features in the worker" if r["worker_features"] else "waveforms only"
+    print(f"data loading (1 worker, first pass, {where}): {r['load_rate']:8.1f} s audio / s "
+          f"(the step needs {r['full']:.1f})")
 
 
 if __name__ == "__main__":

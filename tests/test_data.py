@@ -152,6 +152,22 @@ def test_dataset_items_and_collate(wav_dir):
     assert batch.target_lengths.tolist() == [2, 5] and batch.indices == [0, 1]
 
 
+def test_feature_collate_adds_the_features_of_the_padded_batch(wav_dir):
+    from asr.data import FeatureCollate
+    from asr.features import FeatureConfig, LogMel
+
+    vocab = Vocabulary()
+    ds = AudioDataset([Utterance("a", str(wav_dir / "audio/x.wav"), 0.5, "ab"),
+                       Utterance("b", str(wav_dir / "audio/y.wav"), 0.25, "c")], vocab, 16000)
+    logmel = LogMel(FeatureConfig(n_mels=20))
+    plain, batch = collate([ds[0], ds[1]]), FeatureCollate(logmel)([ds[0], ds[1]])
+    assert plain.feats is None and plain.frames is None
+    feats, frames = logmel(plain.waves, plain.wave_lengths)  # (2, frames, 20)
+    assert torch.equal(batch.feats, feats) and torch.equal(batch.frames, frames) and frames.tolist() == [51, 26]
+    assert not batch.feats.requires_grad
+    assert torch.equal(batch.waves, plain.waves) and torch.equal(batch.targets, plain.targets)
+
+
 def test_dataset_resamples_to_the_requested_rate(wav_dir):
     utt = Utterance("a", str(wav_dir / "audio/x.wav"), 0.5, "a")
     assert AudioDataset([utt], Vocabulary(), 8000)[0][0].shape == (4000,)

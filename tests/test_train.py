@@ -450,6 +450,30 @@ def test_global_normalisation_fits_the_training_data_and_survives_resume(tones, 
     assert torch.equal(after["features.mean"], mean) and torch.equal(after["features.std"], std)
 
 
+@pytest.mark.parametrize("normalize", ["speech_mean", "global"])
+def test_features_from_the_loader_worker_train_the_weights_of_features_in_the_step(tones, tmp_path, monkeypatch,
+                                                                                   normalize):
+    """CPU training with a loader worker computes the log-mel features there (global
+    statistics fitted before the worker starts); the weights equal a run without workers,
+    whose step computes them."""
+    def run(exp_dir, workers):
+        cfg = tiny_config(*tones, exp_dir, epochs=1, deterministic=True)
+        cfg.features = FeatureConfig(n_mels=16, normalize=normalize)
+        cfg.data.num_workers = workers
+        cfg.model = BiRNNConfig(hidden_size=16, num_layers=1, dropout=0.3)
+        train(cfg)
+        return load_checkpoint(exp_dir / "last.pt")["state_dict"]
+
+    in_step = run(tmp_path / "a", 0)
+    steps_seen = []
+    real_step = asr.train.train_step
+    monkeypatch.setattr(asr.train, "train_step", lambda *a: steps_seen.append(a[6].feats is not None) or real_step(*a))
+    in_worker = run(tmp_path / "b", 1)
+    assert steps_seen and all(steps_seen)  # every step got the worker's features
+    for key, weight in in_step.items():
+        assert torch.equal(weight, in_worker[key]), key
+
+
 # CTC calls: 1-4 the steps of epoch 1, 5 its validation, 6 the first step of epoch 2.
 @pytest.mark.parametrize("stop_at,steps", [(4, {4}), (5, {4, 5}), (6, {5})])
 def test_resume_across_the_epoch_boundary_with_a_loader_worker_is_exact(tones, tmp_path, monkeypatch, stop_at, steps):
@@ -536,6 +560,8 @@ def test_a_small_dev_shm_is_warned_about_before_training(monkeypatch, caplog):
     cfg.augment.speeds = [0.9, 1.0, 1.1]
     need = asr.train.shared_memory_needed(cfg)
     assert need == int(8 * 2 * 1200 / 0.9 * 16000 * 4)
+    # CPU training: the workers also hand over the features, 80 floats per 160 samples.
+    assert asr.train.shared_memory_needed(cfg, features=True) == pytest.approx(1.5 * need)
     usage = collections.namedtuple("usage", "total used free")
     for free, warned in ((need + 1, False), (64 * 2**20, True)):  # the small one last (see below)
         caplog.clear()
