@@ -467,6 +467,7 @@ def test_features_from_the_loader_worker_train_the_weights_of_features_in_the_st
     in_step = run(tmp_path / "a", 0)
     steps_seen = []
     real_step = asr.train.train_step
+    # train_step's seventh argument is the batch.
     monkeypatch.setattr(asr.train, "train_step", lambda *a: steps_seen.append(a[6].feats is not None) or real_step(*a))
     in_worker = run(tmp_path / "b", 1)
     assert steps_seen and all(steps_seen)  # every step got the worker's features
