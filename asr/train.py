@@ -248,9 +248,8 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, device: torch.device, sto
     parts = build_parts(cfg, ctx, device, data)
     loop = LoopState(world_size=ctx.world_size)
     resumed = resume(cfg, ctx, parts, loop)
-    if device.type == "cpu" and cfg.data.num_workers:
-        # The workers compute the log-mel features (the recognizer's own module, its global
-        # statistics fitted or resumed by now): off the training step's thread.
+    if features_in_workers(device, cfg.data.num_workers):
+        # The recognizer's own feature module, its global statistics fitted or resumed by now.
         data.loader.collate_fn = FeatureCollate(parts.recognizer.features)
     if ctx.is_main:  # what actually runs (a resumed run's frozen keys were just checked)
         _write_config(cfg, exp_dir / "config.yaml")
@@ -305,7 +304,7 @@ def build_data(cfg: TrainConfig, ctx: distributed.Context, device: torch.device)
     loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.data.num_workers,
                         pin_memory=device.type == "cuda", persistent_workers=cfg.data.num_workers > 0,
                         worker_init_fn=ignore_sigint, generator=torch.Generator().manual_seed(cfg.seed))
-    _check_shared_memory(cfg, features=device.type == "cpu")
+    _check_shared_memory(cfg, features=features_in_workers(device, cfg.data.num_workers))
     log.info("train: %d utterances (%.2f h), %d batches/epoch%s, padding %.1f%%; dev: %d utterances",
              len(train_utts), train_utts.durations.sum() / 3600, len(sampler),
              f" on each of {ctx.world_size} ranks" if ctx.enabled else "", 100 * sampler.padding_fraction(),
@@ -498,6 +497,13 @@ def train_step(recognizer: Recognizer, model: torch.nn.Module, spec_augment: tor
     scaler.unscale_(optimizer)
     grad_norm = torch.nn.utils.clip_grad_norm_(recognizer.model.parameters(), grad_clip)
     return loss, grad_norm
+
+
+def features_in_workers(device: torch.device, num_workers: int) -> bool:
+    """Whether the loader workers compute the log-mel features (:class:`asr.data.FeatureCollate`):
+    in CPU training with workers, so the step's thread only trains; on CUDA the step computes
+    them on the GPU."""
+    return device.type == "cpu" and num_workers > 0
 
 
 def shared_memory_needed(cfg: TrainConfig, prefetch: int = 2, features: bool = False) -> int:

@@ -40,7 +40,7 @@ from asr.models.rnn import rnn_precision  # noqa: E402
 from asr.optim import OptimConfig, build_optimizer  # noqa: E402
 from asr.recognizer import Recognizer  # noqa: E402
 from asr.text import Vocabulary  # noqa: E402
-from asr.train import train_step  # noqa: E402
+from asr.train import features_in_workers, train_step  # noqa: E402
 from asr.utils import autocast_dtype, resolve_device  # noqa: E402
 
 
@@ -89,7 +89,7 @@ def measure(manifest: str, hidden: int = 192, layers: int = 2, n_mels: int = 64,
     utts = read_manifest(manifest)
     sampler = DurationBatchSampler([u.duration for u in utts], max_batch_seconds, max_batch_size, shuffle=True, seed=1)
     # As asr-train: CPU training computes the features in the loader worker, CUDA in the step.
-    worker_features = device.type == "cpu" and not features_in_step
+    worker_features = features_in_workers(device, num_workers=1) and not features_in_step
     loader = DataLoader(AudioDataset(utts, vocab, feature_cfg.sample_rate), batch_sampler=sampler,
                         collate_fn=FeatureCollate(recognizer.features) if worker_features else collate,
                         num_workers=1, pin_memory=device.type == "cuda")
