@@ -1,4 +1,4 @@
-"""N-gram language models for beam search. CLI: ``asr-lm build`` and ``asr-lm tune``.
+"""N-gram language models for beam search. CLI: ``asr-lm build``, ``mix``, ``words`` and ``tune``.
 
 ``build`` estimates an interpolated modified Kneser-Ney model (Chen & Goodman 1998, as
 KenLM's ``lmplz`` does) from a text file (a sentence a line) or from a manifest's
@@ -8,6 +8,14 @@ pyctcdecode load. ``--unit word`` (default) models words, for decoding with a le
 
     asr-lm build --order 3 train.jsonl words.arpa
     asr-lm build --order 6 --unit char train.jsonl chars.arpa
+
+``mix`` interpolates ARPA models linearly into one (as SRILM's ``ngram -mix-lm``), and
+``words`` writes a unigram model of general word frequencies (the wordfreq package's list,
+offline, or a word list with counts), so that a model of a corpus's transcripts can be
+mixed with words they lack::
+
+    asr-lm words general.arpa --top 50000
+    asr-lm mix words.arpa general.arpa mixed.arpa --weights 0.95,0.05
 
 ``tune`` runs the acoustic model over a dev manifest once and decodes its outputs with
 every pair of LM weight and word score, printing a WER table and the best pair::
@@ -28,7 +36,7 @@ import random
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from asr.arpa import BOS, EOS, MAX_ORDER, SIL, UNK, LMError
@@ -187,6 +195,145 @@ def build_arpa(text_path: str | os.PathLike, out_path: str | os.PathLike, order:
     return [len(m) for m in model]
 
 
+# ----------------------------------------------------------------------------- mixing
+
+def unigram_model(frequencies: Mapping[str, float], vocab: Vocabulary | None = None, eos_prob: float = 0.1,
+                  covered: float | None = None) -> tuple[list[dict[tuple, tuple[float, None]]], Counter]:
+    """A unigram word model from word frequencies (a word list with counts, or relative
+    frequencies from a package such as wordfreq), for mixing into a model of in-domain text.
+
+    Words are normalised with ``vocab`` as LM training text is; a word that normalises to
+    nothing or to several words is skipped and counted in the returned Counter (by reason).
+    ``eos_prob`` is the probability of ``</s>``; ``covered`` is the share of all running
+    words the listed ones make up (the rest, ``<unk>``'s mass), by default ``0.99``.
+
+    Returns ``(model, skipped)``, ``model`` as :func:`estimate` returns it.
+    """
+    if not 0 < eos_prob < 1:
+        raise ValueError(f"eos_prob={eos_prob}: expected a probability between 0 and 1")
+    vocab = vocab or Vocabulary()
+    merged: dict[str, float] = defaultdict(float)
+    skipped: Counter = Counter()
+    for word, freq in frequencies.items():
+        norm = vocab.normalize(word)
+        if not freq > 0:
+            skipped["zero or negative count"] += 1
+        elif not norm or " " in norm:
+            skipped["not one word after normalisation"] += 1
+        else:
+            merged[norm] += freq
+    if not merged:
+        raise LMError("no word left after normalisation; the word list needs at least one word the "
+                      "vocabulary can spell")
+    covered = 0.99 if covered is None else covered
+    if not 0 < covered <= 1:
+        raise ValueError(f"covered={covered}: expected the listed words' share of running text, in (0, 1]")
+    total = sum(merged.values())
+    probs = {(w,): (1 - eos_prob) * covered * f / total for w, f in merged.items()}
+    probs[(UNK,)] = (1 - eos_prob) * (1 - covered) + probs.get((UNK,), 0.0)
+    probs[(EOS,)] = eos_prob
+    probs[(BOS,)] = 0.0
+    return [{g: (p, None) for g, p in probs.items()}], skipped
+
+
+def mix_models(models: Sequence[Sequence[Mapping[tuple, tuple[float, float]]]],
+               weights: Sequence[float]) -> list[dict[tuple, tuple[float, float | None]]]:
+    """Linear interpolation of back-off n-gram models into one back-off model (as SRILM's
+    ``ngram -mix-lm``): ``P(w | h) = sum_i weights[i] * P_i(w | h)``.
+
+    Parameters
+    ----------
+    models : sequence of list of dict
+        Each as :func:`asr.arpa.read_arpa` returns it (log10 probabilities and back-offs);
+        orders may differ. A word outside a model's vocabulary has probability 0 under it.
+    weights : sequence of float
+        Non-negative, one per model, summing to 1.
+
+    Returns
+    -------
+    list of dict
+        As :func:`estimate` returns it. Every n-gram explicit in any model is explicit in the
+        mix with the exact interpolated probability; back-off weights renormalise each
+        context, so a word never seen after a context gets the mix's lower-order estimate
+        (the one approximation of a static mix).
+    """
+    if len(models) != len(weights) or not models:
+        raise ValueError(f"{len(models)} models and {len(weights)} weights: expected one weight per model")
+    if any(w < 0 for w in weights) or abs(sum(weights) - 1) > 1e-6:
+        raise ValueError(f"weights {list(weights)}: expected non-negative weights that sum to 1")
+    from asr.arpa import arpa_logprob
+
+    order = max(len(m) for m in models)
+    vocabs = [{g[0] for g in m[0]} for m in models]
+
+    def prob(context: tuple, word: str) -> float:
+        return sum(lam * 10 ** arpa_logprob(m, context, word)
+                   for lam, m, v in zip(weights, models, vocabs) if lam > 0 and word in v)
+
+    mixed: list[dict[tuple, float]] = []
+    for k in range(order):
+        grams = set().union(*(m[k] for m in models if len(m) > k))
+        mixed.append({g: (0.0 if g == (BOS,) else prob(g[:-1], g[-1])) for g in grams})
+    children: dict[tuple, list[tuple]] = defaultdict(list)
+    for k in range(1, order):
+        for g in mixed[k]:
+            children[g[:-1]].append(g)
+    bows: dict[tuple, float] = {}
+
+    def lower(context: tuple, word: str) -> float:
+        """P_mix(word | context) by the mix's own back-off (orders below ``context``'s done)."""
+        factor = 1.0
+        while True:
+            p = mixed[len(context)].get((*context, word))
+            if p is not None:
+                return factor * p
+            if not context:
+                return 0.0
+            factor *= bows.get(context, 1.0)
+            context = context[1:]
+
+    model: list[dict[tuple, tuple[float, float | None]]] = []
+    for k in range(order):
+        for h in mixed[k]:
+            kids = children.get(h)
+            if kids and k + 1 < order:
+                seen = sum(mixed[k + 1][g] for g in kids)
+                below = sum(lower(h[1:], g[-1]) for g in kids)
+                bows[h] = max(1 - seen, 1e-12) / max(1 - below, 1e-12)
+        model.append({g: (p, bows.get(g, 1.0) if k + 1 < order else None) for g, p in mixed[k].items()})
+    return model
+
+
+def read_word_counts(path: str | os.PathLike) -> dict[str, float]:
+    """``word [count]`` a line (count 1 when absent) -> ``{word: count}``, repeats added up."""
+    if not Path(path).is_file():
+        raise LMError(f"--word-counts {path}: file not found; expected a word list, a word and an optional "
+                      "count a line")
+    counts: dict[str, float] = defaultdict(float)
+    for n, line in enumerate(text_lines(path, "word list"), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            counts[parts[0]] += float(parts[1]) if len(parts) > 1 else 1.0
+        except ValueError:
+            raise LMError(f"{path}:{n}: {line.strip()!r}: expected a word and an optional count") from None
+    return counts
+
+
+def wordfreq_frequencies(lang: str = "en", top: int = 50000) -> tuple[dict[str, float], float]:
+    """The ``top`` most frequent words of ``lang`` from the wordfreq package (its large list,
+    offline: the data ships in the wheel) and the share of running text they cover."""
+    try:
+        import wordfreq
+    except ImportError:
+        raise UserError("the word list needs the wordfreq package: pip install 'wordfreq>=3' "
+                        "(or pass --word-counts FILE)") from None
+    words = wordfreq.top_n_list(lang, top, wordlist="large")
+    freqs = {w: wordfreq.word_frequency(w, lang, wordlist="large") for w in words}
+    return freqs, sum(freqs.values())
+
+
 # ----------------------------------------------------------------------------- reading
 
 # ----------------------------------------------------------------------------- CLI
@@ -214,6 +361,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="word (default; decode with a lexicon) or char (lexicon-free decoding)")
     b.add_argument("--chars", default=DEFAULT_CHARS, help="vocabulary characters used to normalise the text")
     b.add_argument("--numbers", choices=NUMBERS, default="auto", help=NUMBERS_HELP)
+    m = sub.add_parser("mix", formatter_class=HelpFormatter, help="interpolate ARPA models into one",
+                       description="Linear interpolation of n-gram models (ARPA) into one ARPA model, e.g. a "
+                                   "3-gram of the training transcripts with a word list of general English "
+                                   "(asr-lm words), so that words the transcripts lack can be recognised.")
+    m.add_argument("models", nargs="+", metavar="MODEL", help="ARPA files to mix")
+    m.add_argument("out", help="ARPA file to write")
+    m.add_argument("--weights", type=_floats, help="comma list, one weight per model, summing to 1 "
+                   "(default: equal weights)")
+    w = sub.add_parser("words", formatter_class=HelpFormatter, help="a unigram ARPA model of a word list",
+                       description="A unigram word model (ARPA) of general English word frequencies from the "
+                                   "wordfreq package (offline), or of a word list with counts, for asr-lm mix.")
+    w.add_argument("out", help="ARPA file to write")
+    w.add_argument("--word-counts", metavar="FILE", help="a word and an optional count a line "
+                   "(default: the wordfreq package's list)")
+    w.add_argument("--top", type=int, default=50000, help="wordfreq: the most frequent N words (default 50000)")
+    w.add_argument("--lang", default="en", help="wordfreq: language code (default en)")
+    w.add_argument("--eos-prob", type=float, default=0.1,
+                   help="probability of the sentence end, about 1 / (words a sentence + 1) (default 0.1)")
+    w.add_argument("--chars", default=DEFAULT_CHARS, help="vocabulary characters used to normalise the words")
+    w.add_argument("--numbers", choices=NUMBERS, default="auto", help=NUMBERS_HELP)
     t = sub.add_parser("tune", formatter_class=HelpFormatter,
                        help="grid/random search of LM weight and word score on a dev set",
                        description="Search LM weight and word score on a dev manifest; the acoustic model "
@@ -346,7 +513,57 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.out}: {len(counts)}-gram {args.unit} model, "
               + ", ".join(f"{n} {k}-grams" for k, n in enumerate(counts, 1)))
         return 0
+    if args.command == "mix":
+        return _main_mix(args)
+    if args.command == "words":
+        return _main_words(args)
     return _main_tune(args)
+
+
+def _main_mix(args) -> int:
+    from asr.arpa import check_lm, is_binary_lm, read_arpa
+
+    weights = args.weights or [1 / len(args.models)] * len(args.models)
+    if len(weights) != len(args.models) or any(x < 0 for x in weights) or abs(sum(weights) - 1) > 1e-6:
+        raise UserError(f"--weights {','.join(f'{x:g}' for x in weights)}: expected {len(args.models)} "
+                        "non-negative weights, one per model, that sum to 1")
+    models = []
+    for path in args.models:
+        check_lm(path)
+        if is_binary_lm(path):
+            raise LMError(f"{path}: a KenLM binary; asr-lm mix reads ARPA files (mix the ARPA files, then "
+                          "build_binary the result)")
+        model = read_arpa(path)
+        if not model or not model[0]:
+            raise LMError(f"{path}: no 1-grams found; expected an ARPA file with a \\1-grams: section")
+        models.append(model)
+    check_writable(args.out, "ARPA output")
+    mixed = mix_models(models, weights)
+    write_arpa(mixed, args.out)
+    print(f"wrote {args.out}: mix of {len(models)} models (weights {', '.join(f'{x:g}' for x in weights)}), "
+          + ", ".join(f"{len(g)} {k}-grams" for k, g in enumerate(mixed, 1)))
+    return 0
+
+
+def _main_words(args) -> int:
+    if not 0 < args.eos_prob < 1:
+        raise UserError(f"--eos-prob {args.eos_prob}: expected a probability between 0 and 1")
+    if args.word_counts:
+        freqs, covered = read_word_counts(args.word_counts), None
+        source = args.word_counts
+    else:
+        if args.top < 1:
+            raise UserError(f"--top {args.top}: expected a positive number of words")
+        freqs, covered = wordfreq_frequencies(args.lang, args.top)
+        source = f"wordfreq ({args.lang}, top {args.top}, {100 * covered:.1f}% of running text)"
+    vocab = vocab_from_options(args.chars, args.numbers)
+    check_writable(args.out, "ARPA output")
+    model, skipped = unigram_model(freqs, vocab, args.eos_prob, covered)
+    write_arpa(model, args.out)
+    dropped = f"; skipped {sum(skipped.values())} words: " + ", ".join(f"{n} {why}" for why, n in
+                                                                       skipped.most_common()) if skipped else ""
+    print(f"wrote {args.out}: unigram model of {len(model[0]) - 3} words from {source}{dropped}")
+    return 0
 
 
 def cli() -> None:

@@ -10,7 +10,8 @@ import pytest
 
 from asr.checkpoint import save_checkpoint
 from asr.arpa import MAX_ORDER, UNK, LMError, arpa_logprob, arpa_unigrams, read_arpa
-from asr.lm import build_arpa, estimate, main, read_sentences, search_pairs, tune, write_arpa
+from asr.lm import (build_arpa, estimate, main, mix_models, read_sentences, search_pairs, tune, unigram_model,
+                    write_arpa)
 from asr.text import Vocabulary
 from asr.utils import run_cli
 
@@ -186,3 +187,126 @@ def test_arpa_scores_in_flashlight_kenlm_match(tmp_path):
         assert score == pytest.approx(arpa_logprob(model, context, w), abs=1e-5), w
         context.append(w)
     assert lm.finish(state)[1] == pytest.approx(arpa_logprob(model, context, "</s>"), abs=1e-5)
+
+
+# ----------------------------------------------------------------------------- mixing
+
+OTHER = ["play the radio", "turn it up", "go to sleep now", "the radio is on"]
+
+
+def _two_models(tmp_path, order_a=3, order_b=2):
+    (tmp_path / "a.txt").write_text("\n".join(SENTENCES))
+    (tmp_path / "b.txt").write_text("\n".join(OTHER))
+    build_arpa(tmp_path / "a.txt", tmp_path / "a.arpa", order=order_a)
+    build_arpa(tmp_path / "b.txt", tmp_path / "b.arpa", order=order_b)
+    return read_arpa(tmp_path / "a.arpa"), read_arpa(tmp_path / "b.arpa")
+
+
+def _p(model, context, word):
+    """P(word | context), 0 for a word outside the model's vocabulary (as mixing treats it)."""
+    return 10 ** arpa_logprob(model, context, word) if (word,) in model[0] else 0.0
+
+
+def test_mix_is_the_weighted_sum_on_every_explicit_ngram_and_normalised(tmp_path):
+    a, b = _two_models(tmp_path)
+    mixed = mix_models([a, b], [0.7, 0.3])
+    write_arpa(mixed, tmp_path / "m.arpa")
+    m = read_arpa(tmp_path / "m.arpa")
+    assert len(m) == 3
+    assert {"radio", "sleep", "music", "stop"} <= set(_vocab(m))  # the union of the vocabularies
+    for k in range(3):
+        for g in set(a[k]) | set(b[k] if k < len(b) else {}):
+            if g == ("<s>",):
+                continue
+            expected = 0.7 * _p(a, g[:-1], g[-1]) + 0.3 * _p(b, g[:-1], g[-1])
+            assert 10 ** arpa_logprob(m, g[:-1], g[-1]) == pytest.approx(expected, rel=1e-5), g
+    words = _vocab(m)
+    for ctx in [(), ("the",), ("play", "the"), ("radio", "music"), ("unseen", "words")]:
+        assert sum(10 ** arpa_logprob(m, ctx, w) for w in words) == pytest.approx(1.0, abs=1e-5), ctx
+
+
+def test_mix_with_all_weight_on_one_model_gives_that_model(tmp_path):
+    a, b = _two_models(tmp_path)
+    m = mix_models([a, b], [1.0, 0.0])
+    write_arpa(m, tmp_path / "m.arpa")
+    m = read_arpa(tmp_path / "m.arpa")
+    for ctx, w in [(("<s>",), "stop"), (("stop", "the"), "music"), (("go",), "now"), ((), "home")]:
+        assert arpa_logprob(m, ctx, w) == pytest.approx(arpa_logprob(a, ctx, w), abs=1e-5)
+    assert arpa_logprob(m, (), "radio") < -90  # only the weightless model knows it
+
+
+def test_mix_rejects_weights_that_do_not_fit(tmp_path):
+    a, b = _two_models(tmp_path)
+    with pytest.raises(ValueError, match="one weight per model"):
+        mix_models([a, b], [1.0])
+    with pytest.raises(ValueError, match="sum to 1"):
+        mix_models([a, b], [0.7, 0.7])
+
+
+def test_unigram_model_of_a_word_list(tmp_path):
+    (model,), skipped = unigram_model({"The": 6.0, "the": 2.0, "radio": 2.0, "rock-n-roll": 1.0, "zero": 0},
+                                      Vocabulary(), eos_prob=0.2, covered=0.9)
+    p = {g[0]: v[0] for g, v in model.items()}
+    assert p["the"] == pytest.approx(0.8 * 0.9 * 8 / 10)  # case folded, counts merged
+    assert p["radio"] == pytest.approx(0.8 * 0.9 * 2 / 10)
+    assert p["</s>"] == 0.2 and p[UNK] == pytest.approx(0.8 * 0.1) and p["<s>"] == 0
+    assert sum(p.values()) == pytest.approx(1.0)
+    assert skipped == {"not one word after normalisation": 1, "zero or negative count": 1}
+
+
+def test_words_and_mix_cli_write_a_model_the_decoder_loads(tmp_path, capsys):
+    from asr.beam import BeamSearchDecoder
+
+    (tmp_path / "t.txt").write_text("\n".join(SENTENCES))
+    (tmp_path / "words.txt").write_text("the 50\nradio 3\nmusic\n\nThe 2\n")
+    assert main(["build", str(tmp_path / "t.txt"), str(tmp_path / "lm.arpa")]) == 0
+    assert main(["words", str(tmp_path / "w.arpa"), "--word-counts", str(tmp_path / "words.txt")]) == 0
+    out = capsys.readouterr().out
+    assert "unigram model of 3 words" in out
+    assert main(["mix", str(tmp_path / "lm.arpa"), str(tmp_path / "w.arpa"), str(tmp_path / "mix.arpa"),
+                 "--weights", "0.9,0.1"]) == 0
+    assert "mix of 2 models (weights 0.9, 0.1)" in capsys.readouterr().out
+    assert "radio" in arpa_unigrams(tmp_path / "mix.arpa")
+    dec = BeamSearchDecoder(Vocabulary(), lm=tmp_path / "mix.arpa", num_threads=1)
+    assert dec.lexicon_mode
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_mix_and_words_cli_errors_are_one_line(tmp_path, capsys):
+    (tmp_path / "t.txt").write_text("\n".join(SENTENCES))
+    build_arpa(tmp_path / "t.txt", tmp_path / "lm.arpa")
+    (tmp_path / "bad.txt").write_text("the 5\nhello world 2\n")
+    cases = [(["mix", str(tmp_path / "lm.arpa"), str(tmp_path / "lm.arpa"), str(tmp_path / "o.arpa"),
+               "--weights", "0.5,0.6"], "sum to 1"),
+             (["mix", str(tmp_path / "lm.arpa"), str(tmp_path / "missing.arpa"), str(tmp_path / "o.arpa")],
+              "missing.arpa"),
+             (["words", str(tmp_path / "o.arpa"), "--word-counts", str(tmp_path / "nothing.txt")], "nothing.txt"),
+             (["words", str(tmp_path / "o.arpa"), "--word-counts", str(tmp_path / "bad.txt")], "bad.txt:2"),
+             (["words", str(tmp_path / "o.arpa"), "--word-counts", str(tmp_path / "t.txt"), "--eos-prob", "1"],
+              "--eos-prob")]
+    for argv, named in cases:
+        assert run_cli(main, argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and named in err and "\n" not in err, err
+    assert not (tmp_path / "o.arpa").exists()
+
+
+def test_words_cli_reads_the_wordfreq_package(tmp_path, monkeypatch, capsys):
+    import sys
+    import types
+
+    fake = types.ModuleType("wordfreq")
+    table = {"the": 0.05, "music": 0.001, "u.s.": 0.0005}
+    fake.top_n_list = lambda lang, n, wordlist="best": list(table)[:n]
+    fake.word_frequency = lambda word, lang, wordlist="best": table[word]
+    monkeypatch.setitem(sys.modules, "wordfreq", fake)
+    assert main(["words", str(tmp_path / "w.arpa"), "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "unigram model of 2 words" in out and "skipped 1 words" in out
+    p = {g[0]: 10 ** v[0] for g, v in read_arpa(tmp_path / "w.arpa")[0].items()}
+    covered = 0.0515  # the listed words' share of running text becomes their share of the model
+    assert p["the"] == pytest.approx(0.9 * covered * 0.05 / 0.051, rel=1e-5)
+    assert p[UNK] == pytest.approx(0.9 * (1 - covered), rel=1e-5)
+    monkeypatch.setitem(sys.modules, "wordfreq", None)  # not installed
+    assert run_cli(main, ["words", str(tmp_path / "x.arpa")]) == 2
+    assert "pip install" in capsys.readouterr().err
