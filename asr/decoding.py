@@ -65,7 +65,9 @@ class DecodingOptions:
 
 
 def add_decoder_arguments(parser) -> None:
-    """The decoding flags shared by ``asr-transcribe``, ``asr-evaluate`` and ``asr-lm tune``."""
+    """The decoding flags shared by ``asr-transcribe`` and ``asr-evaluate``. (``asr-lm tune``
+    declares its beam flags itself: importing this module imports torch, and ``asr-lm
+    build`` starts without it.)"""
     g = parser.add_argument_group("decoding")
     g.add_argument("--decoder", choices=("greedy", "beam"), default="greedy", help="default: greedy")
     g.add_argument("--lm", help="n-gram language model, KenLM ARPA or binary (beam only)")

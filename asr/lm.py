@@ -236,6 +236,15 @@ def unigram_model(frequencies: Mapping[str, float], vocab: Vocabulary | None = N
     return [{g: (p, None) for g, p in probs.items()}], skipped
 
 
+def check_mix_weights(weights: Sequence[float], n_models: int) -> None:
+    """``ValueError`` unless ``weights`` are ``n_models`` non-negative numbers summing to 1."""
+    if len(weights) != n_models or not n_models:
+        raise ValueError(f"{n_models} models and {len(weights)} weights: expected one weight per model")
+    if any(w < 0 for w in weights) or abs(sum(weights) - 1) > 1e-6:
+        raise ValueError(f"weights {', '.join(f'{w:g}' for w in weights)}: expected non-negative weights "
+                         "that sum to 1")
+
+
 def mix_models(models: Sequence[Sequence[Mapping[tuple, tuple[float, float]]]],
                weights: Sequence[float]) -> list[dict[tuple, tuple[float, float | None]]]:
     """Linear interpolation of back-off n-gram models into one back-off model (as SRILM's
@@ -257,10 +266,7 @@ def mix_models(models: Sequence[Sequence[Mapping[tuple, tuple[float, float]]]],
         context, so a word never seen after a context gets the mix's lower-order estimate
         (the one approximation of a static mix).
     """
-    if len(models) != len(weights) or not models:
-        raise ValueError(f"{len(models)} models and {len(weights)} weights: expected one weight per model")
-    if any(w < 0 for w in weights) or abs(sum(weights) - 1) > 1e-6:
-        raise ValueError(f"weights {list(weights)}: expected non-negative weights that sum to 1")
+    check_mix_weights(weights, len(models))
     from asr.arpa import arpa_logprob
 
     order = max(len(m) for m in models)
@@ -333,8 +339,6 @@ def wordfreq_frequencies(lang: str = "en", top: int = 50000) -> tuple[dict[str, 
     freqs = {w: wordfreq.word_frequency(w, lang, wordlist="large") for w in words}
     return freqs, sum(freqs.values())
 
-
-# ----------------------------------------------------------------------------- reading
 
 # ----------------------------------------------------------------------------- CLI
 
@@ -523,10 +527,14 @@ def main(argv: list[str] | None = None) -> int:
 def _main_mix(args) -> int:
     from asr.arpa import check_lm, is_binary_lm, read_arpa
 
+    if len(args.models) < 2:
+        raise UserError(f"asr-lm mix got one model ({args.models[0]}) and the output {args.out}; expected "
+                        "two or more ARPA files to mix, then the output file")
     weights = args.weights or [1 / len(args.models)] * len(args.models)
-    if len(weights) != len(args.models) or any(x < 0 for x in weights) or abs(sum(weights) - 1) > 1e-6:
-        raise UserError(f"--weights {','.join(f'{x:g}' for x in weights)}: expected {len(args.models)} "
-                        "non-negative weights, one per model, that sum to 1")
+    try:
+        check_mix_weights(weights, len(args.models))
+    except ValueError as e:
+        raise UserError(f"--weights: {e}") from None
     models = []
     for path in args.models:
         check_lm(path)

@@ -280,6 +280,9 @@ def test_mix_and_words_cli_errors_are_one_line(tmp_path, capsys):
                "--weights", "0.5,0.6"], "sum to 1"),
              (["mix", str(tmp_path / "lm.arpa"), str(tmp_path / "missing.arpa"), str(tmp_path / "o.arpa")],
               "missing.arpa"),
+             (["mix", str(tmp_path / "lm.arpa"), str(tmp_path / "o.arpa")], "two or more"),
+             (["mix", str(tmp_path / "lm.arpa"), str(tmp_path / "lm.arpa"), str(tmp_path / "o.arpa"),
+               "--weights", "1"], "one weight per model"),
              (["words", str(tmp_path / "o.arpa"), "--word-counts", str(tmp_path / "nothing.txt")], "nothing.txt"),
              (["words", str(tmp_path / "o.arpa"), "--word-counts", str(tmp_path / "bad.txt")], "bad.txt:2"),
              (["words", str(tmp_path / "o.arpa"), "--word-counts", str(tmp_path / "t.txt"), "--eos-prob", "1"],
@@ -310,3 +313,15 @@ def test_words_cli_reads_the_wordfreq_package(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "wordfreq", None)  # not installed
     assert run_cli(main, ["words", str(tmp_path / "x.arpa")]) == 2
     assert "pip install" in capsys.readouterr().err
+
+
+def test_tune_beam_flags_match_asr_evaluate():
+    # asr-lm tune declares its beam flags itself (asr-lm build starts without torch): same
+    # defaults as asr-evaluate's, or the pair it tunes would not be the pair evaluate decodes with
+    from asr.evaluation import build_parser as evaluate_parser
+    from asr.lm import build_parser as lm_parser
+
+    tune = lm_parser().parse_args(["tune", "--model", "m.pt", "--manifest", "d.jsonl", "--lm", "l.arpa"])
+    evaluate = evaluate_parser().parse_args(["--model", "m.pt", "--manifest", "d.jsonl"])
+    for flag in ("beam_size", "beam_threshold", "blank_skip", "lexicon"):
+        assert getattr(tune, flag) == getattr(evaluate, flag), flag
