@@ -39,7 +39,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from asr.arpa import BOS, EOS, MAX_ORDER, SIL, UNK, LMError
+from asr.arpa import (BOS, EOS, MAX_ORDER, SIL, UNK, LMError, arpa_logprob, check_lm, is_binary_lm,
+                      read_arpa)
 from asr.text import DEFAULT_CHARS, NUMBERS, NUMBERS_HELP, Vocabulary, vocab_from_options
 from asr.utils import HelpFormatter, UserError, atomic_open, check_writable, run_cli, text_lines
 
@@ -230,7 +231,7 @@ def unigram_model(frequencies: Mapping[str, float], vocab: Vocabulary | None = N
         raise ValueError(f"covered={covered}: expected the listed words' share of running text, in (0, 1]")
     total = sum(merged.values())
     probs = {(w,): (1 - eos_prob) * covered * f / total for w, f in merged.items()}
-    probs[(UNK,)] = (1 - eos_prob) * (1 - covered) + probs.get((UNK,), 0.0)
+    probs[(UNK,)] = (1 - eos_prob) * (1 - covered)  # no listed word normalises to <unk> or </s>
     probs[(EOS,)] = eos_prob
     probs[(BOS,)] = 0.0
     return [{g: (p, None) for g, p in probs.items()}], skipped
@@ -267,8 +268,6 @@ def mix_models(models: Sequence[Sequence[Mapping[tuple, tuple[float, float]]]],
         (the one approximation of a static mix).
     """
     check_mix_weights(weights, len(models))
-    from asr.arpa import arpa_logprob
-
     order = max(len(m) for m in models)
     vocabs = [{g[0] for g in m[0]} for m in models]
 
@@ -525,8 +524,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main_mix(args) -> int:
-    from asr.arpa import check_lm, is_binary_lm, read_arpa
-
     if len(args.models) < 2:
         raise UserError(f"asr-lm mix got one model ({args.models[0]}) and the output {args.out}; expected "
                         "two or more ARPA files to mix, then the output file")
