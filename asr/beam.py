@@ -12,6 +12,9 @@ Two modes:
 * **lexicon-free** (no lexicon; no LM, or a *character* LM from ``asr-lm build --unit
   char``): any character sequence, the LM scoring each character, ``|`` for the space.
 
+A subword model (:mod:`asr.subword`) decodes the same way: its pieces spell the lexicon's
+words, and its space ends them; a character LM does not fit it.
+
 A word LM's scores are log10 (KenLM), the acoustic ones natural logs: ``lm_weight`` absorbs
 the factor. ``word_score`` is added per word (per space in lexicon-free mode).
 
@@ -59,7 +62,10 @@ class LexiconError(UserError):
 
 def _spell(chars, vocab: Vocabulary) -> list[int] | None:
     """Vocabulary ids of ``chars``, each normalised as transcripts are (so LibriSpeech's
-    upper-case LM and lexicon spell with a lowercase vocabulary), or None if one is missing."""
+    upper-case LM and lexicon spell with a lowercase vocabulary), or None if one is missing.
+    A subword vocabulary spells the word they make with its own pieces."""
+    if vocab.units == "subword":
+        return vocab.spell(vocab.normalize("".join(chars)))
     ids = []
     for c in chars:
         c = c if c in vocab else vocab.normalize(c)
@@ -72,7 +78,8 @@ def _spell(chars, vocab: Vocabulary) -> list[int] | None:
 def read_lexicon(path: str | os.PathLike, vocab: Vocabulary) -> dict[str, list[list[int]]]:
     """Read a lexicon: a word a line, then its spelling as space-separated tokens
     (``hello h e l l o``, flashlight's and torchaudio's format; a trailing ``|`` is
-    ignored), or as one string (``hello hello``), or nothing (spelled as written).
+    ignored), or as one string (``hello hello``), or nothing (spelled as written). For a
+    subword model (:mod:`asr.subword`) the spelling is ignored: its own pieces spell each word.
 
     Returns
     -------
@@ -88,6 +95,8 @@ def read_lexicon(path: str | os.PathLike, vocab: Vocabulary) -> dict[str, list[l
         if not parts:
             continue
         word, spelling = parts[0], parts[1:]
+        if vocab.units == "subword":  # the model's own pieces spell each word
+            spelling = [word]
         if len(spelling) == 1:
             spelling = list(spelling[0])
         spelling = [t for t in spelling or list(word) if t != SIL]
@@ -95,7 +104,8 @@ def read_lexicon(path: str | os.PathLike, vocab: Vocabulary) -> dict[str, list[l
         if ids is None:
             bad = next((t for t in spelling if _spell([t], vocab) is None), "")
             raise LexiconError(f"{path}:{lineno}: spelling of {word!r} uses {bad!r}, which is not in the "
-                               f"model's vocabulary {''.join(vocab.tokens)!r}; fix or drop the line")
+                               f"model's vocabulary {''.join(getattr(vocab, 'chars', vocab).tokens)!r}; "
+                               "fix or drop the line")
         if ids not in out.setdefault(word, []):
             out[word].append(ids)
     if not out:
@@ -284,6 +294,9 @@ class BeamSearchDecoder:
         if lm is not None:
             lm = str(check_lm(lm))
             char_lm = _is_char_lm(lm, labels)
+            if char_lm and vocab.units != "char":
+                raise UserError(f"--lm {lm} is a character LM, and this model's outputs are {vocab.units} units: "
+                                "use a word LM (asr-lm build --unit word), with or without --lexicon")
         lex = None
         if lexicon is not None:
             if char_lm:

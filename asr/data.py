@@ -330,8 +330,10 @@ def drop_unalignable(utterances: Sequence[Utterance], vocab: Vocabulary,
     texts = utterances.texts if table else [u.text for u in utterances]
     durations = utterances.durations if table else [u.duration for u in utterances]
     dropped: Counter = Counter()
+    # characters: the normalised text's length is the label's (checked in C); subwords: encode
+    label = vocab.normalize if vocab.units == "char" else vocab.encode
     keep = [i for i in range(len(utterances))
-            if 0 < ctc_min_frames(vocab.normalize(texts[i], dropped)) <= steps(float(durations[i]))]
+            if 0 < ctc_min_frames(label(texts[i], dropped)) <= steps(float(durations[i]))]
     if dropped:
         log.warning("%s: %s", name, describe_dropped(dropped))
     if len(keep) < len(utterances):
@@ -521,12 +523,16 @@ class DataConfig:
     (a corpus plus extra data). ``chars`` are the vocabulary's characters after the blank;
     ``numbers`` says what happens to numbers written in digits in the transcripts
     (``asr.text.NUMBERS``: ``auto`` spells them out in words unless ``chars`` has digits,
-    ``spell``, ``keep`` or ``drop``)."""
+    ``spell``, ``keep`` or ``drop``). ``subwords`` > 0 trains a sentencepiece model of
+    that many pieces (``subword_type`` ``unigram`` or ``bpe``) on the training transcripts'
+    words and makes them the output units (:mod:`asr.subword`); 0 keeps characters."""
 
     train_manifest: str = "???"
     dev_manifest: str = "???"
     chars: str = DEFAULT_CHARS
     numbers: str = "auto"
+    subwords: int = 0
+    subword_type: str = "unigram"
     max_batch_seconds: float = 240.0
     max_batch_size: int = 64
     num_workers: int = 1

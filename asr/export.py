@@ -14,6 +14,7 @@ loads it.
 from __future__ import annotations
 
 import argparse
+import base64
 import dataclasses
 import json
 import os
@@ -29,6 +30,7 @@ from asr.checkpoint import REQUIRED, CheckpointError, load_checkpoint, save_chec
 from asr.features import FeatureConfig, LogMel
 from asr.models import model_config
 from asr.recognizer import Recognizer, Timing
+from asr.subword import vocabulary_from_state, vocabulary_state
 from asr.text import Vocabulary
 from asr.utils import HelpFormatter, UserError, atomic_open, run_cli
 
@@ -53,9 +55,16 @@ class _TracedRecognizer(nn.Module):
 def metadata(rec: Recognizer) -> dict:
     """What an exported file needs to describe itself."""
     return {"format": FORMAT, "feature_config": dataclasses.asdict(rec.feature_cfg),
-            "model_config": dataclasses.asdict(rec.model_cfg), "vocab": "".join(rec.vocab.tokens),
-            "numbers": rec.vocab.numbers, "feature_mean": rec.features.mean.tolist(),
+            "model_config": dataclasses.asdict(rec.model_cfg), **_vocab_meta(rec.vocab), "feature_mean": rec.features.mean.tolist(),
             "feature_std": rec.features.std.tolist()}
+
+
+def _vocab_meta(vocab: Vocabulary) -> dict:
+    """The vocabulary's checkpoint keys as JSON: a subword model's bytes as base64."""
+    meta = vocabulary_state(vocab)
+    if "subword_model" in meta:
+        meta["subword_model"] = base64.b64encode(bytes(meta["subword_model"].numpy())).decode("ascii")
+    return meta
 
 
 def export_onnx(rec: Recognizer, out: str | os.PathLike, opset: int = 17) -> None:
@@ -124,7 +133,7 @@ def _configs(meta: dict, name: str) -> tuple[FeatureConfig, object, Vocabulary]:
                               f"expected {FORMAT!r}); export a checkpoint with asr-export")
     try:
         return (FeatureConfig(**meta["feature_config"]), model_config(meta["model_config"]),
-                Vocabulary(meta["vocab"], meta.get("numbers", "auto")))
+                vocabulary_from_state(meta))
     except (KeyError, TypeError, ValueError, UserError) as e:
         raise CheckpointError(f"{name}: export metadata does not match this version of asr ({e})") from None
 

@@ -12,6 +12,7 @@ from torch import nn
 from asr.checkpoint import CheckpointError, load_checkpoint
 from asr.features import FeatureConfig, LogMel
 from asr.models import build_model, model_config
+from asr.subword import vocabulary_from_state, vocabulary_state
 from asr.text import Vocabulary
 from asr.utils import UserError
 
@@ -52,8 +53,7 @@ class Recognizer(Timing, nn.Module):
         return {
             "feature_config": dataclasses.asdict(self.feature_cfg),
             "model_config": dataclasses.asdict(self.model_cfg),
-            "vocab": "".join(self.vocab.tokens),
-            "numbers": self.vocab.numbers,
+            **vocabulary_state(self.vocab),
             "state_dict": self.state_dict(),
         }
 
@@ -62,7 +62,7 @@ class Recognizer(Timing, nn.Module):
         state = path_or_state if isinstance(path_or_state, dict) else load_checkpoint(path_or_state)
         try:
             rec = cls(FeatureConfig(**state["feature_config"]), model_config(state["model_config"]),
-                      Vocabulary(state["vocab"], state.get("numbers", "auto")))
+                      vocabulary_from_state(state))
             rec.load_state_dict(state["state_dict"])
         except (TypeError, ValueError, RuntimeError, UserError) as e:
             raise CheckpointError(f"checkpoint does not match this version of asr ({str(e).splitlines()[0]})") from None

@@ -51,6 +51,8 @@ class Vocabulary:
     """
 
     blank = 0
+    #: What a token is: ``char`` here, ``subword`` for :class:`asr.subword.SubwordVocabulary`.
+    units = "char"
 
     def __init__(self, chars: str | Sequence[str] = DEFAULT_CHARS, numbers: str = "auto"):
         tokens = list(chars)

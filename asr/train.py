@@ -47,6 +47,7 @@ from asr.optim import OptimConfig, build_optimizer
 from asr.plots import plot_curves
 from asr.recognizer import Recognizer, output_steps
 from asr.runtime import MetricsLog, StopSignals, ignore_sigint, rng_state, seed_everything, set_rng_state
+from asr.subword import SUBWORD_TYPES, train_subwords, vocabulary_from_state
 from asr.text import Vocabulary
 from asr.utils import UserError, autocast_dtype, flatten_dict
 
@@ -96,6 +97,13 @@ class TrainConfig:
             Vocabulary(self.data.chars, self.data.numbers)
         except ValueError as e:
             raise ValueError(f"data: {e}") from None
+        if self.data.subwords < 0:
+            raise ValueError(f"data.subwords={self.data.subwords}; expected 0 (characters) or the number of "
+                             "subword units to learn (e.g. 256)")
+        if self.data.subword_type not in SUBWORD_TYPES:
+            raise ValueError(f"data.subword_type={self.data.subword_type!r}; expected one of {', '.join(SUBWORD_TYPES)}")
+        if self.data.subwords and " " not in self.data.chars:
+            raise ValueError("data.subwords needs a space in data.chars: subword units are learnt within words")
         if self.resume and self.overwrite:
             raise ValueError("resume=true and overwrite=true contradict each other; choose one")
         for key in ("checkpoint_every", "keep_last_n", "max_bad_steps", "average_last", "patience", "max_steps",
@@ -167,7 +175,8 @@ def _own_exp_dir(cfg: TrainConfig, ctx: distributed.Context):
 
 
 # Keys a resumed run cannot change: the checkpoint's weights, optimizer and RNG state fix them.
-FROZEN_ON_RESUME = ("seed", "model", "features", "optim", "data.chars", "data.numbers")
+FROZEN_ON_RESUME = ("seed", "model", "features", "optim", "data.chars", "data.numbers", "data.subwords",
+                    "data.subword_type")
 
 
 def check_resumable(cfg: TrainConfig, saved: dict, path: Path) -> None:
@@ -279,10 +288,13 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, device: torch.device, sto
 def build_data(cfg: TrainConfig, ctx: distributed.Context, device: torch.device) -> Data:
     """Manifests -> dataset -> duration-bucketed batches, this rank's share."""
     vocab = Vocabulary(cfg.data.chars, cfg.data.numbers)
+    train_table = read_manifest_table(cfg.data.train_manifest)
+    if cfg.data.subwords:
+        vocab = _subword_vocabulary(cfg, [train_table.texts[i] for i in range(len(train_table))])
     # Speed perturbation shortens audio by up to the fastest speed: keep labels alignable then too.
     fastest = max(cfg.augment.speeds or [1.0])
     steps = lambda d: output_steps(d / fastest, cfg.features, cfg.model)  # noqa: E731
-    train_utts = drop_unalignable(read_manifest_table(cfg.data.train_manifest), vocab, steps, "train")
+    train_utts = drop_unalignable(train_table, vocab, steps, "train")
     dev_utts = read_manifest(cfg.data.dev_manifest)
     if not train_utts:
         raise UserError(f"{cfg.data.train_manifest}: no utterance can be trained on (all transcripts empty "
@@ -310,6 +322,19 @@ def build_data(cfg: TrainConfig, ctx: distributed.Context, device: torch.device)
              f" on each of {ctx.world_size} ranks" if ctx.enabled else "", 100 * sampler.padding_fraction(),
              len(dev_utts))
     return Data(vocab, train_utts, dev_utts, sampler, loader)
+
+
+def _subword_vocabulary(cfg: TrainConfig, texts) -> Vocabulary:
+    """``data.subwords`` units learnt on the training transcripts (deterministic, so every
+    rank and a resumed run learn the same ones; :func:`resume` checks)."""
+    try:
+        vocab = train_subwords(texts, cfg.data.subwords, cfg.data.chars, cfg.data.numbers, cfg.data.subword_type)
+    except ValueError as e:
+        raise UserError(f"data.subwords={cfg.data.subwords}: {e}") from None
+    log.info("subword units: %d %s pieces learnt on the training transcripts (%.2f tokens a word)",
+             len(vocab.tokens) - 1, cfg.data.subword_type,
+             sum(len(vocab.encode(t)) for t in texts[:2000]) / max(1, sum(len(t.split()) for t in texts[:2000])))
+    return vocab
 
 
 def build_parts(cfg: TrainConfig, ctx: distributed.Context, device: torch.device, data: Data) -> Parts:
@@ -352,6 +377,10 @@ def resume(cfg: TrainConfig, ctx: distributed.Context, parts: Parts, loop: LoopS
         return False
     path, state = found
     check_resumable(cfg, state.get("config") or {}, path)
+    if vocabulary_from_state(state) != parts.recognizer.vocab:
+        raise UserError(f"resume=true: {path} was trained on other output units than this run's data gives "
+                        "(the training transcripts changed, so the subword units learnt from them did); resume "
+                        "with the run's own training manifests, or start a new run")
     parts.recognizer.load_state_dict(state["state_dict"])
     parts.optimizer.load_state_dict(state["optimizer"])
     parts.scheduler.load_state_dict(state["scheduler"])
