@@ -49,6 +49,7 @@ class GreedyDecoder:
             keep &= seq != self.vocab.blank
             frames = keep.nonzero().squeeze(1)
             tokens = seq[frames].tolist()
-            out.append([Hypothesis(self.vocab.decode(tokens), tokens, frames.tolist(),
-                                   float(best[b, :n].sum()))])
+            # a space emitted twice (space, blank, space) or at either end is not part of the text
+            text = " ".join(self.vocab.decode(tokens).split())
+            out.append([Hypothesis(text, tokens, frames.tolist(), float(best[b, :n].sum()))])
         return out

@@ -78,3 +78,11 @@ def test_decoder_from_args_defaults_to_greedy():
 def test_inconsistent_decoder_flags_are_user_errors(argv, message):
     with pytest.raises(UserError, match=message):
         decoder_from_args(_args(*argv), VOCAB)
+
+
+def test_greedy_text_has_single_spaces_between_words_and_keeps_the_tokens():
+    # a space emitted twice (space, blank, space) and spaces at either end
+    path = [SPACE, 0, A, SPACE, 0, SPACE, B, 0, SPACE]
+    (hyp,), = GreedyDecoder(VOCAB).decode(_log_probs([path]), torch.tensor([len(path)]))
+    assert hyp.text == "a b"
+    assert hyp.tokens == [SPACE, A, SPACE, SPACE, B, SPACE] and len(hyp.timesteps) == 6
