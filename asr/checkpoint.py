@@ -3,8 +3,9 @@
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts:
 ``format``, ``feature_config``, ``model_config``, ``vocab`` (the characters after the
 blank; with subword units also ``subword_model``, the sentencepiece model's bytes as a
-uint8 tensor, :mod:`asr.subword`) and ``state_dict`` always; training checkpoints add ``optimizer``, ``scheduler``,
-``scaler``, ``rng``, ``progress`` and ``config``. Loading uses ``weights_only=True``.
+uint8 tensor, :mod:`asr.subword`) and ``state_dict`` always; training checkpoints add
+``optimizer``, ``scheduler``, ``scaler``, ``rng``, ``progress`` and ``config``. Loading
+uses ``weights_only=True``.
 
 ``checksum`` (BLAKE2b over every tensor's bytes and every other value) is written with the
 state and verified on loading, so a truncated file *and* a flipped bit inside tensor data

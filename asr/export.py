@@ -55,8 +55,8 @@ class _TracedRecognizer(nn.Module):
 def metadata(rec: Recognizer) -> dict:
     """What an exported file needs to describe itself."""
     return {"format": FORMAT, "feature_config": dataclasses.asdict(rec.feature_cfg),
-            "model_config": dataclasses.asdict(rec.model_cfg), **_vocab_meta(rec.vocab), "feature_mean": rec.features.mean.tolist(),
-            "feature_std": rec.features.std.tolist()}
+            "model_config": dataclasses.asdict(rec.model_cfg), **_vocab_meta(rec.vocab),
+            "feature_mean": rec.features.mean.tolist(), "feature_std": rec.features.std.tolist()}
 
 
 def _vocab_meta(vocab: Vocabulary) -> dict:

@@ -10,8 +10,8 @@ and a word's pieces are sentencepiece's segmentation of it::
 
     "welcome home" -> ["we", "l", "come", " ", "home"]   (256 pieces)
 
-Fewer, longer tokens than characters: on speechocean762's training words 1.6 tokens a
-word with 256 pieces against 5 characters.
+Fewer, longer tokens than characters: speechocean762's training words take 1.6 pieces a
+word with 256 pieces (2.0 with 128, 1.3 with 512) against 3.7 characters, plus the space.
 """
 
 from __future__ import annotations
@@ -76,7 +76,6 @@ class SubwordVocabulary(Vocabulary):
         self.numbers, self.case = self.chars.numbers, self.chars.case
         self.tokens = tokens
         self._index = {t: i + 1 for i, t in enumerate(tokens)}
-        self._symbols = self.chars._symbols
         self._words: dict[str, list[int]] = {}
 
     def __eq__(self, other: object) -> bool:
@@ -105,12 +104,13 @@ class SubwordVocabulary(Vocabulary):
     def encode(self, text: str, dropped: Counter | None = None) -> list[int]:
         """Normalise ``text`` and segment each word; words are joined by the space (id 1)."""
         out: list[int] = []
-        for word in self.normalize(text, dropped).split(" "):
+        for word in self.normalize(text, dropped).split():
             ids = self.spell(word)
-            if ids:
-                if out:
-                    out.append(1)
-                out.extend(ids)
+            if ids is None:  # normalised text holds only ``chars``, and every one is a piece
+                raise ValueError(f"word {word!r} cannot be spelt with this model's pieces")
+            if out:
+                out.append(1)
+            out.extend(ids)
         return out
 
     def state(self) -> dict:
