@@ -409,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prune hypotheses scoring this far below the best (default 10)")
     g.add_argument("--blank-skip", type=float, default=0.99,
                    help="runs of near-certain blank frames cut to one frame, as in asr-evaluate (default 0.99)")
+    g.add_argument("--beam-size-token", type=int, default=8, help="tokens tried per frame, 0 = all (default 8)")
     return p
 
 
@@ -458,6 +459,8 @@ def _main_tune(args) -> int:
 
     if args.beam_size < 1:
         raise UserError("--beam-size must be at least 1")
+    if args.beam_size_token < 0:
+        raise UserError("--beam-size-token must be 0 (all tokens) or more")
     if not args.batch_seconds > 0:
         raise UserError(f"--batch-seconds {args.batch_seconds}: expected a positive number of seconds")
     device = resolve_device(args.device)
@@ -465,7 +468,7 @@ def _main_tune(args) -> int:
     utterances = read_manifest(args.manifest)
     decoder = BeamSearchDecoder(recognizer.vocab, lm=args.lm, lexicon=args.lexicon, beam_size=args.beam_size,
                                 beam_threshold=args.beam_threshold, blank_skip=args.blank_skip,
-                                num_threads=args.threads)
+                                beam_size_token=args.beam_size_token, num_threads=args.threads)
     t0 = time.perf_counter()
     outputs: dict[int, torch.Tensor] = {}
     for batch, log_probs, lengths in iter_outputs(recognizer, batch_loader(utterances, recognizer,

@@ -141,7 +141,9 @@ def test_tune_cli_prints_table_and_best_pair(tmp_path, corpus, capsys):
     build_arpa(corpus.manifest, tmp_path / "w.arpa", order=2)
     argv = ["tune", "--model", str(tmp_path / "m.pt"), "--manifest", str(corpus.manifest), "--lm",
             str(tmp_path / "w.arpa"), "--lm-weights", "0,1", "--word-scores", "-1,2", "--beam-size", "4",
-            "--threads", "1", "--device", "cpu"]
+            "--threads", "1", "--device", "cpu", "--beam-size-token", "0"]
+    assert run_cli(main, [*argv[:-1], "-1"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --beam-size-token must be 0 (all tokens) or more"
     assert main(argv) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     table = [line.split() for line in lines[2:-1]]
@@ -323,5 +325,5 @@ def test_tune_beam_flags_match_asr_evaluate():
 
     tune = lm_parser().parse_args(["tune", "--model", "m.pt", "--manifest", "d.jsonl", "--lm", "l.arpa"])
     evaluate = evaluate_parser().parse_args(["--model", "m.pt", "--manifest", "d.jsonl"])
-    for flag in ("beam_size", "beam_threshold", "blank_skip", "lexicon"):
+    for flag in ("beam_size", "beam_threshold", "blank_skip", "beam_size_token", "lexicon"):
         assert getattr(tune, flag) == getattr(evaluate, flag), flag
