@@ -19,6 +19,7 @@ from asr.recognizer import Recognizer
 from asr.subword import SubwordVocabulary, train_subwords, vocabulary_from_state, vocabulary_state
 from asr.text import Vocabulary
 from asr.train import TrainConfig, train
+from asr.transcribe import main as transcribe_main
 from asr.utils import UserError
 from test_train import tiny_config, write_tone_corpus
 
@@ -142,7 +143,7 @@ def test_config_checks():
             TrainConfig(data=data)
 
 
-def test_training_on_subwords_writes_a_checkpoint_that_describes_them(tmp_path):
+def test_training_on_subwords_writes_a_checkpoint_that_describes_them(tmp_path, capsys):
     train_m, dev_m = write_tone_corpus(tmp_path / "train", 16, seed=1), write_tone_corpus(tmp_path / "dev", 4, seed=2)
     cfg = tiny_config(train_m, dev_m, tmp_path / "run", epochs=1)
     cfg.data.subwords = 40
@@ -153,6 +154,13 @@ def test_training_on_subwords_writes_a_checkpoint_that_describes_them(tmp_path):
     assert sum(len(rec.vocab.spell(w)) for w in words) < 2 * len(words)  # some of them one piece
     assert rec.vocab == train_subwords([u["text"] for u in map(json.loads, train_m.open())], 40)
     assert "subword_model" in load_checkpoint(tmp_path / "run" / "last.pt")
+    # the checkpoint alone transcribes, with word timings from the pieces and their spaces
+    wavs = sorted(str(p) for p in (tmp_path / "train" / "wav").glob("*.wav"))[:3]
+    assert transcribe_main([*wavs, "--model", str(tmp_path / "run" / "best.pt"), "--format", "json"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["audio"] for r in records] == wavs
+    assert all(" ".join(w["word"] for w in r["words"]) == r["text"] for r in records)
+    assert any(r["text"] for r in records)  # (the barely trained model writes letters and pieces)
     # resuming on transcripts that give other units is refused
     other = write_tone_corpus(tmp_path / "other", 16, seed=3)
     other.write_text(other.read_text().replace('"ab', '"zz').replace(' ab', ' zz'))
