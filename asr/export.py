@@ -63,8 +63,15 @@ def _vocab_meta(vocab: Vocabulary) -> dict:
     """The vocabulary's checkpoint keys as JSON: a subword model's bytes as base64."""
     meta = vocabulary_state(vocab)
     if "subword_model" in meta:
-        meta["subword_model"] = base64.b64encode(bytes(meta["subword_model"].numpy())).decode("ascii")
+        meta["subword_model"] = base64.b64encode(vocab.model).decode("ascii")
     return meta
+
+
+def _vocab_from_meta(meta: dict) -> Vocabulary:
+    """The vocabulary :func:`_vocab_meta` wrote (``ValueError`` when it cannot be rebuilt)."""
+    if isinstance(meta.get("subword_model"), str):
+        meta = {**meta, "subword_model": base64.b64decode(meta["subword_model"])}
+    return vocabulary_from_state(meta)
 
 
 def export_onnx(rec: Recognizer, out: str | os.PathLike, opset: int = 17) -> None:
@@ -133,7 +140,7 @@ def _configs(meta: dict, name: str) -> tuple[FeatureConfig, object, Vocabulary]:
                               f"expected {FORMAT!r}); export a checkpoint with asr-export")
     try:
         return (FeatureConfig(**meta["feature_config"]), model_config(meta["model_config"]),
-                vocabulary_from_state(meta))
+                _vocab_from_meta(meta))
     except (KeyError, TypeError, ValueError, UserError) as e:
         raise CheckpointError(f"{name}: export metadata does not match this version of asr ({e})") from None
 

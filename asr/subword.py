@@ -113,33 +113,25 @@ class SubwordVocabulary(Vocabulary):
             out.extend(ids)
         return out
 
-    def state(self) -> dict:
-        """What a checkpoint stores to rebuild this vocabulary (:func:`vocabulary_from_state`)."""
-        return {"vocab": "".join(self.chars.tokens), "numbers": self.chars.numbers,
-                "subword_model": torch.frombuffer(bytearray(self.model), dtype=torch.uint8)}
-
 
 def vocabulary_state(vocab: Vocabulary) -> dict:
     """The checkpoint keys that describe ``vocab``: ``vocab`` (characters) and ``numbers``,
     plus ``subword_model`` (the sentencepiece model's bytes, a uint8 tensor) for subwords."""
     if isinstance(vocab, SubwordVocabulary):
-        return vocab.state()
+        return {"vocab": "".join(vocab.chars.tokens), "numbers": vocab.chars.numbers,
+                "subword_model": torch.frombuffer(bytearray(vocab.model), dtype=torch.uint8)}
     return {"vocab": "".join(vocab.tokens), "numbers": vocab.numbers}
 
 
 def vocabulary_from_state(state: dict) -> Vocabulary:
-    """The vocabulary a checkpoint (or an export's metadata) describes; ``ValueError`` when
-    it cannot be rebuilt."""
+    """The vocabulary a checkpoint describes (``subword_model`` a uint8 tensor or bytes);
+    ``ValueError`` when it cannot be rebuilt."""
     numbers = state.get("numbers", "auto")
     model = state.get("subword_model")
     if model is None:
         return Vocabulary(state["vocab"], numbers)
     if isinstance(model, torch.Tensor):
         model = model.cpu().numpy().tobytes()
-    elif isinstance(model, str):  # an export's JSON metadata: base64
-        import base64
-
-        model = base64.b64decode(model)
     return SubwordVocabulary(model, state["vocab"], numbers)
 
 

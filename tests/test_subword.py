@@ -13,7 +13,7 @@ from asr.beam import BeamSearchDecoder, read_lexicon
 from asr.checkpoint import load_checkpoint
 from asr.data import DataConfig, Utterance, drop_unalignable
 from asr.decoding import GreedyDecoder
-from asr.export import _vocab_meta
+from asr.export import _vocab_from_meta, _vocab_meta
 from asr.lm import build_arpa
 from asr.recognizer import Recognizer
 from asr.subword import SubwordVocabulary, train_subwords, vocabulary_from_state, vocabulary_state
@@ -74,7 +74,7 @@ def test_checkpoint_and_export_metadata_rebuild_the_same_vocabulary(vocab):
     assert state["subword_model"].dtype == torch.uint8
     assert vocabulary_from_state(state) == vocab
     meta = json.loads(json.dumps(_vocab_meta(vocab)))  # an export's metadata is JSON
-    assert vocabulary_from_state(meta) == vocab
+    assert _vocab_from_meta(meta) == vocab
     chars = Vocabulary("abc ", numbers="drop")
     assert vocabulary_from_state(vocabulary_state(chars)) == chars
 
