@@ -9,11 +9,13 @@ Two modes:
   ends with a space token (a CTC model repeats a word's last letter over several frames,
   and flashlight only stays inside a word while it has not ended), so a space frame is
   appended to each utterance to end its last word; it is not part of the output.
-* **lexicon-free** (no lexicon; no LM, or a *character* LM from ``asr-lm build --unit
-  char``): any character sequence, the LM scoring each character, ``|`` for the space.
+* **lexicon-free** (no lexicon; no LM, or a *token* LM: characters from ``asr-lm build
+  --unit char``, or a subword model's pieces from ``--unit piece``): any token sequence,
+  the LM scoring each token, ``|`` for the space.
 
 A subword model (:mod:`asr.subword`) decodes the same way: its pieces spell the lexicon's
-words, and its space ends them; a character LM does not fit it.
+words, and its space ends them. A token LM must be of the model's own tokens (checked for
+ARPA files): a character LM does not fit a subword model, nor one model's pieces another's.
 
 A word LM's scores are log10 (KenLM), the acoustic ones natural logs: ``lm_weight`` absorbs
 the factor. ``word_score`` is added per word (per space in lexicon-free mode).
@@ -239,8 +241,8 @@ class BeamSearchDecoder:
     vocab : Vocabulary
         The acoustic model's vocabulary (blank 0, must contain the space).
     lm : path, optional
-        KenLM ARPA or binary file; a word LM (lexicon mode) or a character LM with ``|``
-        for the space (lexicon-free mode).
+        KenLM ARPA or binary file; a word LM (lexicon mode) or a token LM (characters or
+        the model's pieces) with ``|`` for the space (lexicon-free mode).
     lexicon : path, optional
         A word and its spelling a line; restricts the output to these words.
     beam_size, beam_threshold : int, float
@@ -290,20 +292,19 @@ class BeamSearchDecoder:
     def _build(vocab: Vocabulary, lm, lexicon) -> _Core:
         labels = ["<blank>", *(SIL if t == " " else t for t in vocab.tokens)]
         sil = labels.index(SIL)
-        char_lm = False
+        token_lm = False
         if lm is not None:
             lm = str(check_lm(lm))
-            char_lm = _is_char_lm(lm, labels)
-            if char_lm and vocab.units != "char":
-                raise UserError(f"--lm {lm} is a character LM, and this model's outputs are {vocab.units} units: "
-                                "use a word LM (asr-lm build --unit word), with or without --lexicon")
+            token_lm = _is_token_lm(lm)
+            if token_lm:
+                _check_token_lm(lm, labels, vocab)
         lex = None
         if lexicon is not None:
-            if char_lm:
-                raise UserError(f"--lm {lm} is a character LM, which decodes lexicon-free: drop --lexicon, "
-                                "or build a word LM (asr-lm build --unit word)")
+            if token_lm:
+                raise UserError(f"--lm {lm} is a token LM (characters or pieces), which decodes lexicon-free: "
+                                "drop --lexicon, or build a word LM (asr-lm build --unit word)")
             lex = read_lexicon(lexicon, vocab)
-        elif lm is not None and not char_lm:
+        elif lm is not None and not token_lm:
             if is_binary_lm(lm):
                 raise UserError(f"--lm {lm} is a binary word LM, whose word list cannot be read: "
                                 "pass --lexicon, or use the ARPA file")
@@ -415,11 +416,29 @@ def _load_kenlm(path: str, word_dict: Dictionary):
         raise LMError(f"--lm {path}: KenLM cannot load it ({str(e).strip().splitlines()[0]})") from None
 
 
-def _is_char_lm(path: str, labels: list[str]) -> bool:
-    """A character LM knows ``|`` (the space); a word LM does not."""
+def _is_token_lm(path: str) -> bool:
+    """A token LM (characters or pieces) knows ``|`` (the space); a word LM does not."""
     if not is_binary_lm(path):
         return SIL in arpa_unigrams(path)
     word_dict = Dictionary([SIL, UNK])
     lm = _load_kenlm(path, word_dict)
     start = lm.start(False)
     return lm.score(start, 0)[1] != lm.score(start, 1)[1]
+
+
+def _check_token_lm(path: str, labels: list[str], vocab: Vocabulary) -> None:
+    """Refuse a token LM whose tokens are not the model's outputs: a character LM for a
+    subword model, or pieces of another model. A binary LM's tokens cannot be listed."""
+    if is_binary_lm(path):
+        return
+    tokens = set(arpa_unigrams(path)) - {"<s>", "</s>", UNK}
+    how = ("asr-lm build --unit piece --model <this checkpoint>" if vocab.units == "subword"
+           else "asr-lm build --unit char")
+    if vocab.units == "subword" and all(len(t) == 1 for t in tokens):
+        raise UserError(f"--lm {path} is a character LM, and this model's outputs are subword units: build a "
+                        f"piece LM ({how}) or use a word LM (asr-lm build --unit word), with or without --lexicon")
+    foreign = sorted(tokens - set(labels))
+    if foreign:
+        raise UserError(f"--lm {path}: {len(foreign)} of its {len(tokens)} tokens are not this model's outputs "
+                        f"(e.g. {', '.join(map(repr, foreign[:3]))}); build the LM for this model ({how}) or "
+                        "use a word LM (asr-lm build --unit word)")

@@ -72,8 +72,8 @@ def add_decoder_arguments(parser) -> None:
     g.add_argument("--decoder", choices=("greedy", "beam"), default="greedy", help="default: greedy")
     g.add_argument("--lm", help="n-gram language model, KenLM ARPA or binary (beam only)")
     g.add_argument("--lexicon", help="lexicon file, a word and its spelling a line (beam only); without it "
-                                     "a word LM's own words are the lexicon, and a character LM "
-                                     "(asr-lm build --unit char) decodes lexicon-free")
+                                     "a word LM's own words are the lexicon, and a character or piece LM "
+                                     "(asr-lm build --unit char|piece) decodes lexicon-free")
     g.add_argument("--beam-size", type=int, default=50, help="hypotheses kept per frame (default 50)")
     g.add_argument("--beam-threshold", type=float, default=10.0,
                    help="prune hypotheses scoring this far below the best (default 10)")

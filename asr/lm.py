@@ -4,10 +4,13 @@
 KenLM's ``lmplz`` does) from a text file (a sentence a line) or from a manifest's
 transcripts and writes it in ARPA format, which KenLM, flashlight's decoder and
 pyctcdecode load. ``--unit word`` (default) models words, for decoding with a lexicon;
-``--unit char`` models characters with ``|`` for the space, for lexicon-free decoding::
+``--unit char`` models characters with ``|`` for the space, for lexicon-free decoding, and
+``--unit piece`` a subword model's pieces (:mod:`asr.subword`), the checkpoint's own
+segmentation of each word, likewise::
 
     asr-lm build --order 3 train.jsonl words.arpa
     asr-lm build --order 6 --unit char train.jsonl chars.arpa
+    asr-lm build --order 6 --unit piece --model exp/run/best.pt train.jsonl pieces.arpa
 
 ``mix`` interpolates ARPA models linearly into one (as SRILM's ``ngram -mix-lm``), and
 ``words`` writes a unigram model of general word frequencies (the wordfreq package's list,
@@ -44,6 +47,9 @@ from asr.arpa import (BOS, EOS, MAX_ORDER, SIL, UNK, LMError, arpa_logprob, chec
 from asr.text import DEFAULT_CHARS, NUMBERS, NUMBERS_HELP, Vocabulary, vocab_from_options
 from asr.utils import HelpFormatter, UserError, atomic_open, check_writable, run_cli, text_lines
 
+#: What ``asr-lm build --unit`` models.
+UNITS = ("word", "char", "piece")
+
 #: Discounts for counts 1, 2, 3+ when the count-of-counts give none (tiny corpora); KenLM's fallback.
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
 
@@ -65,9 +71,15 @@ def is_manifest(path: str | os.PathLike) -> bool:
 
 def read_sentences(path: str | os.PathLike, vocab: Vocabulary | None = None, unit: str = "word") -> list[list[str]]:
     """Sentences of ``path`` (a text file, a sentence a line, or a JSON-lines manifest),
-    normalised with ``vocab`` as training targets are, as lists of words, or of
-    characters with ``|`` for the space when ``unit="char"``. Empty sentences are dropped."""
+    normalised with ``vocab`` as training targets are, as lists of words, of characters
+    (``unit="char"``) or of ``vocab``'s subword pieces (``unit="piece"``), the last two
+    with ``|`` for the space. Empty sentences are dropped."""
     vocab = vocab or Vocabulary()
+    if unit not in UNITS:
+        raise ValueError(f"unit {unit!r}: expected one of {', '.join(UNITS)}")
+    if unit == "piece" and vocab.units != "subword":
+        raise LMError("a piece LM needs a subword model's pieces (asr-lm build --unit piece --model CHECKPOINT, "
+                      "a checkpoint trained with data.subwords); for a character model use --unit char")
     path = Path(path)
     if not path.is_file():
         raise LMError(f"{path}: LM training text not found; expected a text file (a sentence a line) "
@@ -83,7 +95,12 @@ def read_sentences(path: str | os.PathLike, vocab: Vocabulary | None = None, uni
         text = vocab.normalize(text)
         if not text:
             continue
-        out.append(text.split() if unit == "word" else list(text.replace(" ", SIL)))
+        if unit == "word":
+            out.append(text.split())
+        elif unit == "char":
+            out.append(list(text.replace(" ", SIL)))
+        else:  # normalised text holds only the model's characters, and each is a piece
+            out.append([vocab.tokens[i - 1].replace(" ", SIL) for i in vocab.encode(text)])
     if not out:
         raise LMError(f"{path}: no text left after normalisation; the LM needs at least one sentence")
     return out
@@ -360,8 +377,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("text", help="text file (a sentence a line) or JSON-lines manifest")
     b.add_argument("out", help="ARPA file to write")
     b.add_argument("--order", type=int, default=3, help=f"n-gram order, 1 to {MAX_ORDER} (default 3)")
-    b.add_argument("--unit", choices=("word", "char"), default="word",
-                   help="word (default; decode with a lexicon) or char (lexicon-free decoding)")
+    b.add_argument("--unit", choices=UNITS, default="word",
+                   help="word (default; decode with a lexicon), char or piece (lexicon-free decoding; piece "
+                        "needs --model)")
+    b.add_argument("--model", metavar="CHECKPOINT", help="normalise the text as this model does (its "
+                   "characters and numbers; instead of --chars and --numbers) and, with --unit piece, "
+                   "segment it with its subword pieces")
     b.add_argument("--chars", default=DEFAULT_CHARS, help="vocabulary characters used to normalise the text")
     b.add_argument("--numbers", choices=NUMBERS, default="auto", help=NUMBERS_HELP)
     m = sub.add_parser("mix", formatter_class=HelpFormatter, help="interpolate ARPA models into one",
@@ -513,7 +534,15 @@ def main(argv: list[str] | None = None) -> int:
         if not 1 <= args.order <= MAX_ORDER:
             raise UserError(f"--order {args.order}: expected an n-gram order from 1 to {MAX_ORDER} (the beam "
                             f"decoder's KenLM loads at most {MAX_ORDER}-grams)")
-        vocab = vocab_from_options(args.chars, args.numbers)
+        if args.model:
+            from asr.recognizer import Recognizer
+
+            vocab = Recognizer.from_checkpoint(args.model).vocab
+        elif args.unit == "piece":
+            raise UserError("--unit piece needs --model CHECKPOINT: the subword model (trained with "
+                            "data.subwords) whose pieces the LM is to count")
+        else:
+            vocab = vocab_from_options(args.chars, args.numbers)
         check_writable(args.out, "ARPA output")
         counts = build_arpa(args.text, args.out, args.order, args.unit, vocab)
         print(f"wrote {args.out}: {len(counts)}-gram {args.unit} model, "

@@ -331,9 +331,10 @@ def _subword_vocabulary(cfg: TrainConfig, texts) -> Vocabulary:
         vocab = train_subwords(texts, cfg.data.subwords, cfg.data.chars, cfg.data.numbers, cfg.data.subword_type)
     except ValueError as e:
         raise UserError(f"data.subwords={cfg.data.subwords}: {e}") from None
-    log.info("subword units: %d %s pieces learnt on the training transcripts (%.2f tokens a word)",
-             len(vocab.tokens) - 1, cfg.data.subword_type,
-             sum(len(vocab.encode(t)) for t in texts[:2000]) / max(1, sum(len(t.split()) for t in texts[:2000])))
+    words = [w for t in texts[:2000] for w in vocab.normalize(t).split()]
+    log.info("subword units: %d %s pieces learnt on the training transcripts (%.2f pieces a word, without "
+             "the spaces)", len(vocab.tokens) - 1, cfg.data.subword_type,
+             sum(len(vocab.spell(w)) for w in words) / max(1, len(words)))
     return vocab
 
 

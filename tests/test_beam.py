@@ -176,7 +176,7 @@ def test_bad_files_are_user_errors(tmp_path, lms):
     with pytest.raises(LexiconError, match=r"bad.lex:2: .*'2'"):
         read_lexicon(tmp_path / "bad.lex", VOCAB)
     (tmp_path / "good.lex").write_text("stop\n")
-    with pytest.raises(UserError, match="character LM"):
+    with pytest.raises(UserError, match="token LM"):
         BeamSearchDecoder(VOCAB, lm=lms / "chars.arpa", lexicon=tmp_path / "good.lex")
     with pytest.raises(UserError, match="space"):
         BeamSearchDecoder(Vocabulary("abc"))

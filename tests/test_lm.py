@@ -100,6 +100,11 @@ def test_build_cli_errors_are_one_line(tmp_path, capsys):
     assert run_cli(main, ["build", str(tmp_path / "empty.txt"), str(tmp_path / "o.arpa")]) == 2
     assert "no text left" in capsys.readouterr().err
     assert run_cli(main, ["build", "--order", "0", str(tmp_path / "empty.txt"), str(tmp_path / "o.arpa")]) == 2
+    capsys.readouterr()
+    (tmp_path / "t.txt").write_text("\n".join(SENTENCES))
+    assert run_cli(main, ["build", "--unit", "piece", str(tmp_path / "t.txt"), str(tmp_path / "o.arpa")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --unit piece needs --model") and "\n" not in err
     assert not (tmp_path / "o.arpa").exists()
 
 

@@ -14,7 +14,9 @@ from asr.checkpoint import load_checkpoint
 from asr.data import DataConfig, Utterance, drop_unalignable
 from asr.decoding import GreedyDecoder
 from asr.export import _vocab_from_meta, _vocab_meta
+from asr.arpa import LMError, arpa_unigrams
 from asr.lm import build_arpa
+from asr.lm import main as lm_main
 from asr.recognizer import Recognizer
 from asr.subword import SubwordVocabulary, train_subwords, vocabulary_from_state, vocabulary_state
 from asr.text import Vocabulary
@@ -128,11 +130,44 @@ def test_greedy_and_beam_decoders_read_pieces_and_a_word_lm_fixes_a_wrong_piece(
     assert BeamSearchDecoder(vocab, num_threads=1).decode(lp, n)[0][0].text == greedy
 
 
-def test_a_character_lm_is_refused_for_a_subword_model(vocab, tmp_path):
-    (tmp_path / "text.txt").write_text("stop now\ngo left\n")
+def test_a_piece_lm_fixes_a_wrong_piece_and_still_writes_words_it_never_saw(vocab, tmp_path):
+    (tmp_path / "text.txt").write_text("\n".join(TEXTS) + "\n")
+    build_arpa(tmp_path / "text.txt", tmp_path / "pieces.arpa", order=4, unit="piece", vocab=vocab)
+    unigrams = set(arpa_unigrams(tmp_path / "pieces.arpa")) - {"<s>", "</s>", "<unk>"}
+    assert "|" in unigrams and unigrams <= {"|", *vocab.tokens[1:]} and any(len(t) > 1 for t in unigrams)
+    dec = BeamSearchDecoder(vocab, lm=tmp_path / "pieces.arpa", lm_weight=2.0, num_threads=1)
+    assert not dec.lexicon_mode
+    ids = vocab.encode("stop now")
+    wrong = next(i for i in range(2, len(vocab)) if i != ids[0] and
+                 vocab.decode([i, *ids[1:ids.index(1)]]) not in {w for t in TEXTS for w in vocab.normalize(t).split()})
+    lp = spell_ids(ids, len(vocab), rival=(0, wrong, 1.0))[None]
+    n = torch.tensor([lp.shape[1]])
+    assert GreedyDecoder(vocab).decode(lp, n)[0][0].text != "stop now"
+    assert dec.decode(lp, n)[0][0].text == "stop now"
+    # lexicon-free: a word in no transcript is still written when the model hears it clearly,
+    # where the word LM's lexicon can only swap it for a word it knows
+    lp = spell_ids(vocab.encode("stop zebra"), len(vocab))[None]
+    n = torch.tensor([lp.shape[1]])
+    assert dec.decode(lp, n)[0][0].text == "stop zebra"
+    build_arpa(tmp_path / "text.txt", tmp_path / "words.arpa", order=2, unit="word")
+    words = BeamSearchDecoder(vocab, lm=tmp_path / "words.arpa", lm_weight=2.0, num_threads=1)
+    assert "zebra" not in words.decode(lp, n)[0][0].text
+
+
+def test_token_lms_of_other_units_are_refused(vocab, tmp_path):
+    (tmp_path / "text.txt").write_text("\n".join(TEXTS) + "\n")
     build_arpa(tmp_path / "text.txt", tmp_path / "chars.arpa", order=3, unit="char")
-    with pytest.raises(UserError, match="character LM.*subword units.*word LM"):
+    with pytest.raises(UserError, match="character LM.*subword units.*--unit piece.*word LM"):
         BeamSearchDecoder(vocab, lm=tmp_path / "chars.arpa", num_threads=1)
+    other = train_subwords([*TEXTS, "zebras quizzing jumpers"] * 2, 48)
+    assert other.tokens != vocab.tokens
+    build_arpa(tmp_path / "text.txt", tmp_path / "other.arpa", order=3, unit="piece", vocab=other)
+    with pytest.raises(UserError, match="not this model's outputs"):
+        BeamSearchDecoder(vocab, lm=tmp_path / "other.arpa", num_threads=1)
+    with pytest.raises(UserError, match="not this model's outputs.*--unit char"):
+        BeamSearchDecoder(Vocabulary(), lm=tmp_path / "other.arpa", num_threads=1)
+    with pytest.raises(LMError, match="subword model"):
+        build_arpa(tmp_path / "text.txt", tmp_path / "x.arpa", unit="piece", vocab=Vocabulary())
 
 
 def test_config_checks():
@@ -161,6 +196,12 @@ def test_training_on_subwords_writes_a_checkpoint_that_describes_them(tmp_path, 
     assert [r["audio"] for r in records] == wavs
     assert all(" ".join(w["word"] for w in r["words"]) == r["text"] for r in records)
     assert any(r["text"] for r in records)  # (the barely trained model writes letters and pieces)
+    # asr-lm build --unit piece counts the checkpoint's own pieces
+    arpa = tmp_path / "pieces.arpa"
+    assert lm_main(["build", "--unit", "piece", "--model", str(tmp_path / "run" / "best.pt"), str(train_m),
+                    str(arpa)]) == 0
+    assert set(arpa_unigrams(arpa)) - {"<s>", "</s>", "<unk>"} <= {"|", *rec.vocab.tokens[1:]}
+    assert not BeamSearchDecoder(rec.vocab, lm=arpa, num_threads=1).lexicon_mode
     # resuming on transcripts that give other units is refused
     other = write_tone_corpus(tmp_path / "other", 16, seed=3)
     other.write_text(other.read_text().replace('"ab', '"zz').replace(' ab', ' zz'))
