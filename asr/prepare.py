@@ -9,6 +9,7 @@ and Kaldi data directories, lhotse manifests and Hugging Face datasets :mod:`asr
     asr-prepare split ALL.jsonl --train TRAIN.jsonl --dev DEV.jsonl [--test TEST.jsonl] [--dev-fraction 0.1]
     asr-prepare digits FSDD_DIR OUT_DIR [--dev-speakers lucas] [--test-speakers yweweler] [--synthetic N]
     asr-prepare librispeech LIBRISPEECH_DIR OUT_DIR --train-subsets train-clean-100
+    asr-prepare synthetic TEXT_OR_MANIFEST OUT_DIR [--name synthetic] [--copies 1]
     asr-prepare download {fsdd,speechocean762,librispeech} DEST_DIR [--subsets ...]
 """
 
@@ -89,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(extra training speakers)")
     d.add_argument("--download", action="store_true", help="download FSDD v1.0.10 into corpus_dir first")
 
+    _add_synthetic_parser(sub)
+
     dl = sub.add_parser("download", formatter_class=HelpFormatter, help="download and verify a public corpus")
     dl.add_argument("corpus", choices=["fsdd", "speechocean762", "librispeech"], help="which corpus")
     dl.add_argument("dest_dir", help="folder to download and unpack into")
@@ -105,8 +108,40 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_synthetic_parser(sub) -> None:
+    sy = sub.add_parser("synthetic", formatter_class=HelpFormatter,
+                        help="speak transcripts with random eSpeak NG voices (extra training speakers)",
+                        description="Speak each line of a text file, or each transcript of a manifest, with "
+                                    "random eSpeak NG voices (offline; 47 variants, US or British English, random "
+                                    "rate and pitch) into OUT_DIR/wav/NAME/ and OUT_DIR/NAME.jsonl, to add to "
+                                    "training as data.train_manifest=train.jsonl,OUT_DIR/NAME.jsonl.")
+    sy.add_argument("text", help="text file (a sentence a line) or JSON-lines manifest (its transcripts)")
+    sy.add_argument("out_dir", help="folder for wav/NAME/ and NAME.jsonl")
+    sy.add_argument("--name", default="synthetic", help="manifest name and utterance id prefix (default synthetic)")
+    sy.add_argument("--copies", type=int, default=1, help="voices per text, each drawn at random (default 1)")
+    sy.add_argument("--seed", type=int, default=0, help="seed of the voices and the silence around them")
+
+
 def _csv(arg: str) -> list[str]:
     return [s.strip() for s in arg.split(",") if s.strip()]
+
+
+def _main_synthetic(args) -> None:
+    from asr.lm import is_manifest
+    from asr.synth import synthesize_texts
+    from asr.utils import text_lines
+
+    if args.copies < 1:
+        raise PrepareError(f"--copies {args.copies}: expected at least one voice per text")
+    if not Path(args.text).is_file():
+        raise PrepareError(f"{args.text}: not found; expected a text file (a sentence a line) or a manifest")
+    texts = ([u.text for u in read_manifest(args.text, check_files=False)] if is_manifest(args.text)
+             else text_lines(args.text, "text file"))
+    if not any(t.strip() for t in texts):
+        raise PrepareError(f"{args.text}: no text to speak; expected a sentence a line or a manifest with transcripts")
+    utts = synthesize_texts(texts, args.out_dir, args.name, args.copies, seed=args.seed)
+    print(f"{args.name}: {Path(args.out_dir) / (args.name + '.jsonl')}: {len(utts)} utterances, "
+          f"{len({u.extra['speaker'] for u in utts})} voices, {sum(u.duration for u in utts) / 3600:.2f} h")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                        trim_prob=args.trim_prob)
         if args.synthetic:
             synthesize_digits(args.out_dir, args.synthetic, seed=args.seed)
+    elif args.command == "synthetic":
+        _main_synthetic(args)
     elif args.command == "download":
         if args.corpus == "fsdd":
             corpus = download_fsdd(args.dest_dir)

@@ -1,4 +1,5 @@
-"""Offline speech synthesis with eSpeak NG, for demo corpora and test fixtures.
+"""Offline speech synthesis with eSpeak NG, for demo corpora, test fixtures and extra
+training voices (``asr-prepare synthetic``: any transcripts spoken by random voices).
 
 eSpeak NG is reached through the ``espeakng-loader`` package, which bundles the
 shared library and its voice data, so no system package is needed. The library
@@ -141,4 +142,27 @@ def write_corpus(out_dir, items, sample_rate: int = 16000, seed: int = 0):
         path = out_dir / f"{uid}.wav"
         sf.write(path, audio, sample_rate, subtype="PCM_16")
         utts.append(Utterance(uid, str(path), len(audio) / sample_rate, text, {"voice": voice.name}))
+    return utts
+
+
+def synthesize_texts(texts, out_dir, name: str = "synthetic", copies: int = 1, sample_rate: int = 16000,
+                     seed: int = 0):
+    """Speak each of ``texts`` ``copies`` times, each time with a random voice
+    (:func:`random_voice`: 47 variants, US or British English, random rate and pitch), as
+    extra training speakers. Writes ``out_dir/wav/<name>/*.wav`` and ``out_dir/<name>.jsonl``
+    (``speaker`` is the voice) and returns the :class:`asr.data.Utterance` records.
+    Deterministic for a ``seed``."""
+    from pathlib import Path
+
+    from asr.data import write_manifest
+
+    texts = [t.strip() for t in texts if t.strip()]
+    if not texts or copies < 1:
+        raise ValueError(f"nothing to speak: {len(texts)} non-empty texts, {copies} copies")
+    rng = np.random.default_rng([seed, 77])
+    items = [(f"{name}-{c}-{i:06d}", t, random_voice(rng)) for c in range(copies) for i, t in enumerate(texts)]
+    utts = write_corpus(Path(out_dir) / "wav" / name, items, sample_rate, seed)
+    for u in utts:
+        u.extra["speaker"] = u.extra.pop("voice")
+    write_manifest(Path(out_dir) / f"{name}.jsonl", utts)
     return utts

@@ -64,3 +64,29 @@ def test_write_corpus_writes_readable_16_bit_wavs(tmp_path):
 def test_shared_corpus_fixture(corpus):
     assert corpus.manifest.is_file() and len(corpus.utterances) == 5
     assert all(0.3 < u.duration < 3.0 for u in corpus.utterances)
+
+
+def test_prepare_synthetic_speaks_each_transcript_with_random_voices(tmp_path, capsys):
+    from asr.data import read_manifest
+    from asr.prepare import main as prepare_main
+    from asr.utils import run_cli
+
+    (tmp_path / "t.txt").write_text("stop now\n\ngo left\n")
+    assert prepare_main(["synthetic", str(tmp_path / "t.txt"), str(tmp_path / "out"), "--copies", "2",
+                         "--name", "tts", "--seed", "3"]) == 0
+    assert "4 utterances" in capsys.readouterr().out
+    utts = read_manifest(tmp_path / "out" / "tts.jsonl")  # files exist, durations checked
+    assert [u.text for u in utts] == ["stop now", "go left"] * 2 and len({u.id for u in utts}) == 4
+    assert all(u.extra["speaker"].startswith("en") and u.duration > 0.3 for u in utts)
+    assert all(sf.info(u.audio_filepath).samplerate == 16000 for u in utts)
+    # a manifest's transcripts are read too, and the voices are drawn from the seed alone
+    again = prepare_main(["synthetic", str(tmp_path / "out" / "tts.jsonl"), str(tmp_path / "again"),
+                          "--name", "tts", "--seed", "3"])
+    assert again == 0 and [u.extra["speaker"] for u in read_manifest(tmp_path / "again" / "tts.jsonl")] == \
+        [u.extra["speaker"] for u in utts]
+    capsys.readouterr()
+    for args, match in [([str(tmp_path / "missing.txt")], "missing.txt: not found"),
+                        ([str(tmp_path / "t.txt"), "--copies", "0"], "--copies 0")]:
+        assert run_cli(prepare_main, ["synthetic", args[0], str(tmp_path / "bad"), *args[1:]]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and match in err and "\n" not in err
