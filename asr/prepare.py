@@ -135,12 +135,16 @@ def _main_synthetic(args) -> None:
         raise PrepareError(f"--copies {args.copies}: expected at least one voice per text")
     if not Path(args.text).is_file():
         raise PrepareError(f"{args.text}: not found; expected a text file (a sentence a line) or a manifest")
+    out = Path(args.out_dir) / f"{args.name}.jsonl"
+    if out.exists():
+        raise PrepareError(f"{out} already exists; pass another --name or OUT_DIR, or delete it and its "
+                           f"wav/{args.name}/ to speak the texts again")
     texts = ([u.text for u in read_manifest(args.text, check_files=False)] if is_manifest(args.text)
              else text_lines(args.text, "text file"))
     if not any(t.strip() for t in texts):
         raise PrepareError(f"{args.text}: no text to speak; expected a sentence a line or a manifest with transcripts")
     utts = synthesize_texts(texts, args.out_dir, args.name, args.copies, seed=args.seed)
-    print(f"{args.name}: {Path(args.out_dir) / (args.name + '.jsonl')}: {len(utts)} utterances, "
+    print(f"{args.name}: {out}: {len(utts)} utterances, "
           f"{len({u.extra['speaker'] for u in utts})} voices, {sum(u.duration for u in utts) / 3600:.2f} h")
 
 

@@ -86,7 +86,11 @@ def test_prepare_synthetic_speaks_each_transcript_with_random_voices(tmp_path, c
         [u.extra["speaker"] for u in utts]
     capsys.readouterr()
     for args, match in [([str(tmp_path / "missing.txt")], "missing.txt: not found"),
-                        ([str(tmp_path / "t.txt"), "--copies", "0"], "--copies 0")]:
-        assert run_cli(prepare_main, ["synthetic", args[0], str(tmp_path / "bad"), *args[1:]]) == 2
+                        ([str(tmp_path / "t.txt"), "--copies", "0"], "--copies 0"),
+                        ([str(tmp_path / "t.txt"), "--name", "tts", "--seed", "9"], "tts.jsonl already exists")]:
+        out = tmp_path / ("out" if "exists" in match else "bad")
+        assert run_cli(prepare_main, ["synthetic", args[0], str(out), *args[1:]]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and match in err and "\n" not in err
+    assert [u.extra["speaker"] for u in read_manifest(tmp_path / "out" / "tts.jsonl")] == \
+        [u.extra["speaker"] for u in utts]  # the refused run wrote nothing over it
