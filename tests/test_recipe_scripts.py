@@ -101,3 +101,26 @@ def test_unseen_sentences_are_scored_apart_from_seen_ones(tmp_path):
                          capture_output=True, text=True, check=True).stdout.splitlines()
     assert out == ["unseen sentences: WER 0.00% CER 0.00% (1 utterances)",
                    "seen sentences: WER 20.00% CER 20.83% (2 utterances)"]
+
+
+def test_word_strings_draws_lines_of_common_words(tmp_path, monkeypatch, capsys):
+    import importlib.util
+    import types
+
+    fake = types.ModuleType("wordfreq")
+    fake.top_n_list = lambda lang, n, wordlist="best": ["The", "music", "stop", "Go!", "42", "now"][:n]
+    monkeypatch.setitem(sys.modules, "wordfreq", fake)
+    spec = importlib.util.spec_from_file_location("word_strings", ROOT / "recipes/word_strings.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["50", str(tmp_path / "a.txt"), "5"]) == 0
+    lines = (tmp_path / "a.txt").read_text().splitlines()
+    assert len(lines) == 50 and all(3 <= len(line.split()) <= 7 for line in lines)
+    # the 5 most frequent, normalised; "42" reads as two words, so it is left out
+    assert {w for line in lines for w in line.split()} == {"the", "music", "stop", "go"}
+    assert mod.main(["50", str(tmp_path / "b.txt"), "5"]) == 0 and \
+        (tmp_path / "b.txt").read_text() == (tmp_path / "a.txt").read_text()
+    assert mod.main(["50", str(tmp_path / "c.txt"), "5", "6"]) == 0 and \
+        (tmp_path / "c.txt").read_text() != (tmp_path / "a.txt").read_text()
+    capsys.readouterr()
+    assert mod.main(["x", str(tmp_path / "d.txt")]) == 2 and "word_strings.py N OUT.txt" in capsys.readouterr().err
