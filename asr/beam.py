@@ -292,12 +292,13 @@ class BeamSearchDecoder:
     def _build(vocab: Vocabulary, lm, lexicon) -> _Core:
         labels = ["<blank>", *(SIL if t == " " else t for t in vocab.tokens)]
         sil = labels.index(SIL)
-        token_lm = False
+        token_lm, unigrams = False, None
         if lm is not None:
             lm = str(check_lm(lm))
-            token_lm = _is_token_lm(lm)
-            if token_lm:
-                _check_token_lm(lm, labels, vocab)
+            unigrams = None if is_binary_lm(lm) else arpa_unigrams(lm)  # read once, used below
+            token_lm = _is_token_lm(lm, unigrams)
+            if token_lm and unigrams is not None:
+                _check_token_lm(lm, unigrams, labels, vocab)
         lex = None
         if lexicon is not None:
             if token_lm:
@@ -305,10 +306,10 @@ class BeamSearchDecoder:
                                 "drop --lexicon, or build a word LM (asr-lm build --unit word)")
             lex = read_lexicon(lexicon, vocab)
         elif lm is not None and not token_lm:
-            if is_binary_lm(lm):
+            if unigrams is None:
                 raise UserError(f"--lm {lm} is a binary word LM, whose word list cannot be read: "
                                 "pass --lexicon, or use the ARPA file")
-            lex = lexicon_from_words(arpa_unigrams(lm), vocab)
+            lex = lexicon_from_words(unigrams, vocab)
             if not lex:
                 raise LMError(f"--lm {lm}: none of its words can be spelled with the vocabulary "
                               f"{''.join(vocab.tokens)!r}")
@@ -416,22 +417,21 @@ def _load_kenlm(path: str, word_dict: Dictionary):
         raise LMError(f"--lm {path}: KenLM cannot load it ({str(e).strip().splitlines()[0]})") from None
 
 
-def _is_token_lm(path: str) -> bool:
-    """A token LM (characters or pieces) knows ``|`` (the space); a word LM does not."""
-    if not is_binary_lm(path):
-        return SIL in arpa_unigrams(path)
+def _is_token_lm(path: str, unigrams) -> bool:
+    """A token LM (characters or pieces) knows ``|`` (the space); a word LM does not.
+    ``unigrams``: an ARPA file's 1-grams, or None for a binary file (asked through KenLM)."""
+    if unigrams is not None:
+        return SIL in unigrams
     word_dict = Dictionary([SIL, UNK])
     lm = _load_kenlm(path, word_dict)
     start = lm.start(False)
     return lm.score(start, 0)[1] != lm.score(start, 1)[1]
 
 
-def _check_token_lm(path: str, labels: list[str], vocab: Vocabulary) -> None:
-    """Refuse a token LM whose tokens are not the model's outputs: a character LM for a
-    subword model, or pieces of another model. A binary LM's tokens cannot be listed."""
-    if is_binary_lm(path):
-        return
-    tokens = set(arpa_unigrams(path)) - {"<s>", "</s>", UNK}
+def _check_token_lm(path: str, unigrams, labels: list[str], vocab: Vocabulary) -> None:
+    """Refuse an ARPA token LM (its 1-grams ``unigrams``) whose tokens are not the model's
+    outputs: a character LM for a subword model, or pieces of another model."""
+    tokens = set(unigrams) - {"<s>", "</s>", UNK}
     how = ("asr-lm build --unit piece --model <this checkpoint>" if vocab.units == "subword"
            else "asr-lm build --unit char")
     if vocab.units == "subword" and all(len(t) == 1 for t in tokens):
