@@ -54,6 +54,7 @@ from flashlight.lib.text.dictionary import Dictionary
 
 from asr.greedy import Hypothesis
 from asr.arpa import SIL, UNK, LMError, arpa_unigrams, check_lm, is_binary_lm
+from asr.beam_flags import check_beam_flags
 from asr.text import Vocabulary
 from asr.utils import UserError, text_lines
 
@@ -97,9 +98,9 @@ def read_lexicon(path: str | os.PathLike, vocab: Vocabulary) -> dict[str, list[l
         if not parts:
             continue
         word, spelling = parts[0], parts[1:]
-        if vocab.units == "subword":  # the model's own pieces spell each word
-            spelling = [word]
-        if len(spelling) == 1:
+        if vocab.units == "subword":  # the model's own pieces spell the word (_spell joins its letters)
+            spelling = list(word)
+        elif len(spelling) == 1:
             spelling = list(spelling[0])
         spelling = [t for t in spelling or list(word) if t != SIL]
         ids = _spell(spelling, vocab) if all(len(t) == 1 for t in spelling) else None
@@ -271,9 +272,7 @@ class BeamSearchDecoder:
                             f"this model's is {''.join(vocab.tokens)!r}")
         if SIL in vocab:
             raise UserError(f"the vocabulary contains {SIL!r}, which the beam decoder uses for the space")
-        if beam_size < 1 or nbest < 1:
-            raise UserError("--beam-size and --nbest must be at least 1")
-        check_blank_skip(blank_skip)
+        check_beam_flags(beam_size, beam_size_token, blank_skip, nbest)
         self.vocab = vocab
         self.beam_size, self.beam_threshold = int(beam_size), float(beam_threshold)
         self.beam_size_token, self.blank_skip = int(beam_size_token), float(blank_skip)
@@ -394,18 +393,6 @@ class BeamSearchDecoder:
                 text = " ".join(self.vocab.decode(tokens).split())
             out.append(Hypothesis(text, tokens, steps, float(score)))
         return out or [Hypothesis("")]
-
-
-BLANK_SKIP_HELP = ("cut runs of frames whose blank probability exceeds this to one frame before the search, "
-                   "1 = keep all (default 0.99)")
-
-
-def check_blank_skip(blank_skip: float) -> None:
-    """Refuse a ``--blank-skip`` outside [0.5, 1]: below 0.5 a frame could be skipped as
-    blank while a letter is more likely."""
-    if not 0.5 <= blank_skip <= 1.0:
-        raise UserError(f"--blank-skip {blank_skip}: expected a probability from 0.5 to 1 (1 keeps every frame; "
-                        "the default 0.99 cuts runs of near-certain blank frames to one)")
 
 
 def _load_kenlm(path: str, word_dict: Dictionary):

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from asr.beam import BLANK_SKIP_HELP, BeamSearchDecoder, check_blank_skip
+from asr.beam import BeamSearchDecoder
+from asr.beam_flags import add_beam_arguments, check_beam_flags
 from asr.greedy import Decoder, GreedyDecoder, Hypothesis  # noqa: F401  (re-exported: the decoders' types)
 from asr.text import Vocabulary
 from asr.utils import UserError
@@ -44,11 +45,7 @@ class DecodingOptions:
             for flag in ("lm", "lexicon"):
                 if getattr(self, flag):
                     raise UserError(f"--{flag} needs --decoder beam (greedy decoding uses no {flag})")
-        if self.beam_size < 1 or self.nbest < 1:
-            raise UserError("--beam-size and --nbest must be at least 1")
-        if self.beam_size_token < 0:
-            raise UserError("--beam-size-token must be 0 (all tokens) or more")
-        check_blank_skip(self.blank_skip)
+        check_beam_flags(self.beam_size, self.beam_size_token, self.blank_skip, self.nbest)
 
     @classmethod
     def from_args(cls, args) -> "DecodingOptions":
@@ -65,22 +62,13 @@ class DecodingOptions:
 
 
 def add_decoder_arguments(parser) -> None:
-    """The decoding flags shared by ``asr-transcribe`` and ``asr-evaluate``. (``asr-lm tune``
-    declares its beam flags itself: importing this module imports torch, and ``asr-lm
-    build`` starts without it.)"""
+    """The decoding flags shared by ``asr-transcribe`` and ``asr-evaluate`` (the search's own
+    from :func:`asr.beam_flags.add_beam_arguments`, as ``asr-lm tune``'s)."""
     g = parser.add_argument_group("decoding")
     g.add_argument("--decoder", choices=("greedy", "beam"), default="greedy", help="default: greedy")
-    g.add_argument("--lm", help="n-gram language model, KenLM ARPA or binary (beam only)")
-    g.add_argument("--lexicon", help="lexicon file, a word and its spelling a line (beam only); without it "
-                                     "a word LM's own words are the lexicon, and a character or piece LM "
-                                     "(asr-lm build --unit char|piece) decodes lexicon-free")
-    g.add_argument("--beam-size", type=int, default=50, help="hypotheses kept per frame (default 50)")
-    g.add_argument("--beam-threshold", type=float, default=10.0,
-                   help="prune hypotheses scoring this far below the best (default 10)")
+    add_beam_arguments(g)
     g.add_argument("--lm-weight", type=float, default=0.5, help="LM weight, alpha (default 0.5)")
     g.add_argument("--word-score", type=float, default=0.0, help="word insertion score, beta (default 0)")
-    g.add_argument("--beam-size-token", type=int, default=8, help="tokens tried per frame, 0 = all (default 8)")
-    g.add_argument("--blank-skip", type=float, default=0.99, help=BLANK_SKIP_HELP)
     g.add_argument("--nbest", type=int, default=1, help="hypotheses returned per input (beam only)")
 
 

@@ -44,6 +44,7 @@ from pathlib import Path
 
 from asr.arpa import (BOS, EOS, MAX_ORDER, SIL, UNK, LMError, arpa_logprob, check_lm, is_binary_lm,
                       read_arpa)
+from asr.beam_flags import add_beam_arguments, check_beam_flags
 from asr.text import DEFAULT_CHARS, NUMBERS, NUMBERS_HELP, Vocabulary, vocab_from_options
 from asr.utils import HelpFormatter, UserError, atomic_open, check_writable, run_cli, text_lines
 
@@ -423,14 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-seconds", type=float, default=200.0,
                    help="audio seconds per batch, padding included (memory only: results do not depend on it)")
     g = t.add_argument_group("decoding (as asr-evaluate --decoder beam)")
-    g.add_argument("--lm", required=True, help="n-gram language model, KenLM ARPA or binary")
-    g.add_argument("--lexicon", help="lexicon file, a word and its spelling a line")
-    g.add_argument("--beam-size", type=int, default=50, help="hypotheses kept per frame (default 50)")
-    g.add_argument("--beam-threshold", type=float, default=10.0,
-                   help="prune hypotheses scoring this far below the best (default 10)")
-    g.add_argument("--blank-skip", type=float, default=0.99,
-                   help="runs of near-certain blank frames cut to one frame, as in asr-evaluate (default 0.99)")
-    g.add_argument("--beam-size-token", type=int, default=8, help="tokens tried per frame, 0 = all (default 8)")
+    add_beam_arguments(g, lm_required=True)
     return p
 
 
@@ -478,10 +472,7 @@ def _main_tune(args) -> int:
     from asr.recognizer import Recognizer
     from asr.utils import resolve_device
 
-    if args.beam_size < 1:
-        raise UserError("--beam-size must be at least 1")
-    if args.beam_size_token < 0:
-        raise UserError("--beam-size-token must be 0 (all tokens) or more")
+    check_beam_flags(args.beam_size, args.beam_size_token, args.blank_skip)
     if not args.batch_seconds > 0:
         raise UserError(f"--batch-seconds {args.batch_seconds}: expected a positive number of seconds")
     device = resolve_device(args.device)

@@ -124,14 +124,15 @@ def random_voice(rng: np.random.Generator, variants: list[str] | tuple[str, ...]
                  pitch=int(rng.integers(25, 75)), pitch_range=int(rng.integers(30, 80)))
 
 
-def write_corpus(out_dir, items, sample_rate: int = 16000, seed: int = 0):
+def write_corpus(out_dir, items, sample_rate: int = 16000, seed: int = 0, manifest=None):
     """Render ``items`` — ``(utterance_id, text, Voice)`` triples — to 16-bit WAV files in
-    ``out_dir`` and return their :class:`asr.data.Utterance` records."""
+    ``out_dir`` and return their :class:`asr.data.Utterance` records (``speaker`` is the
+    voice's name), also written to the JSON-lines ``manifest`` when one is given."""
     from pathlib import Path
 
     import soundfile as sf
 
-    from asr.data import Utterance
+    from asr.data import Utterance, write_manifest
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -141,7 +142,9 @@ def write_corpus(out_dir, items, sample_rate: int = 16000, seed: int = 0):
         audio = render(text, voice, sample_rate, rng)
         path = out_dir / f"{uid}.wav"
         sf.write(path, audio, sample_rate, subtype="PCM_16")
-        utts.append(Utterance(uid, str(path), len(audio) / sample_rate, text, {"voice": voice.name}))
+        utts.append(Utterance(uid, str(path), len(audio) / sample_rate, text, {"speaker": voice.name}))
+    if manifest is not None:
+        write_manifest(manifest, utts)
     return utts
 
 
@@ -154,15 +157,9 @@ def synthesize_texts(texts, out_dir, name: str = "synthetic", copies: int = 1, s
     Deterministic for a ``seed``."""
     from pathlib import Path
 
-    from asr.data import write_manifest
-
     texts = [t.strip() for t in texts if t.strip()]
     if not texts or copies < 1:
         raise ValueError(f"nothing to speak: {len(texts)} non-empty texts, {copies} copies")
     rng = np.random.default_rng([seed, 77])
     items = [(f"{name}-{c}-{i:06d}", t, random_voice(rng)) for c in range(copies) for i, t in enumerate(texts)]
-    utts = write_corpus(Path(out_dir) / "wav" / name, items, sample_rate, seed)
-    for u in utts:
-        u.extra["speaker"] = u.extra.pop("voice")
-    write_manifest(Path(out_dir) / f"{name}.jsonl", utts)
-    return utts
+    return write_corpus(Path(out_dir) / "wav" / name, items, sample_rate, seed, Path(out_dir) / f"{name}.jsonl")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 
@@ -323,8 +325,8 @@ def test_words_cli_reads_the_wordfreq_package(tmp_path, monkeypatch, capsys):
 
 
 def test_tune_beam_flags_match_asr_evaluate():
-    # asr-lm tune declares its beam flags itself (asr-lm build starts without torch): same
-    # defaults as asr-evaluate's, or the pair it tunes would not be the pair evaluate decodes with
+    # same search as asr-evaluate's, or the pair tune picks would not be the pair evaluate decodes
+    # with; and asr-lm, whose build starts without torch, still imports no torch to declare them
     from asr.evaluation import build_parser as evaluate_parser
     from asr.lm import build_parser as lm_parser
 
@@ -332,3 +334,5 @@ def test_tune_beam_flags_match_asr_evaluate():
     evaluate = evaluate_parser().parse_args(["--model", "m.pt", "--manifest", "d.jsonl"])
     for flag in ("beam_size", "beam_threshold", "blank_skip", "beam_size_token", "lexicon"):
         assert getattr(tune, flag) == getattr(evaluate, flag), flag
+    code = "import sys, asr.lm; asr.lm.build_parser(); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

@@ -57,18 +57,23 @@ def test_digits_folds_hold_out_each_corpus_speaker_in_turn(tmp_path, exp):
     assert "| **mean** | 20.00% | 5.00% |" in (base / "folds.txt").read_text()
 
 
-def test_speechocean762_folds_deal_the_non_test_speakers_into_dev_folds(tmp_path):
+def _kaldi_corpus(root, speakers=10, per_speaker=2):
+    """A speechocean762-like corpus ROOT/train/ of silent 0.1 s utterances, all saying HELLO."""
     import numpy as np
     import soundfile as sf
 
-    kaldi = tmp_path / "corpus" / "train"
+    kaldi = root / "train"
     kaldi.mkdir(parents=True)
-    rows = [(f"spk{s}_u{u}", f"spk{s}") for s in range(10) for u in range(2)]
+    rows = [(f"spk{s}_u{u}", f"spk{s}") for s in range(speakers) for u in range(per_speaker)]
     for utt, _ in rows:
         sf.write(kaldi / f"{utt}.wav", np.zeros(1600, dtype=np.float32), 16000)
     (kaldi / "wav.scp").write_text("".join(f"{u} {kaldi / u}.wav\n" for u, _ in rows))
     (kaldi / "text").write_text("".join(f"{u} HELLO\n" for u, _ in rows))
     (kaldi / "utt2spk").write_text("".join(f"{u} {s}\n" for u, s in rows))
+
+
+def test_speechocean762_folds_deal_the_non_test_speakers_into_dev_folds(tmp_path):
+    _kaldi_corpus(tmp_path / "corpus")
     exp = tmp_path / "exp"
     for k in range(3):
         _fold(exp, str(k), dev__greedy=10.0 * (k + 1))
@@ -88,6 +93,23 @@ def test_speechocean762_folds_deal_the_non_test_speakers_into_dev_folds(tmp_path
     assert all(not speakers(k, "train") & (devs[k] | test) for k in range(3))
     bad = subprocess.run(["bash", ROOT / "recipes/speechocean762/run.sh", "--folds", "x"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.startswith("run.sh: error: --folds x")
+
+
+def test_speechocean762_synthetic_voices_speak_each_training_transcript(tmp_path):
+    _kaldi_corpus(tmp_path / "corpus", speakers=10, per_speaker=1)
+    exp = tmp_path / "exp"
+    cmd = ["bash", ROOT / "recipes/speechocean762/run.sh", "--corpus-dir", tmp_path / "corpus", "--exp-dir", exp,
+           "--stop-stage", "1", "--synthetic", "2"]
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    train = (exp / "data" / "train.jsonl").read_text().splitlines()
+    synthetic = [json.loads(line) for line in (exp / "data" / "synthetic2.jsonl").read_text().splitlines()]
+    assert len(synthetic) == 2 * len(train) and {u["text"].upper() for u in synthetic} == {"HELLO"}
+    assert all((exp / "data" / u["audio_filepath"]).is_file() and u["duration"] > 0.2 for u in synthetic)
+    again = subprocess.run(cmd, capture_output=True, text=True)  # prepared once: not spoken again
+    assert again.returncode == 0 and "eSpeak" not in again.stdout
+    bad = subprocess.run(cmd[:-1] + ["two"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("run.sh: error: --synthetic two")
 
 
 def test_unseen_sentences_are_scored_apart_from_seen_ones(tmp_path):

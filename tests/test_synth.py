@@ -53,7 +53,7 @@ def test_random_voice_uses_the_given_variants_deterministically():
 def test_write_corpus_writes_readable_16_bit_wavs(tmp_path):
     utts = write_corpus(tmp_path / "out", [("u1", "Go!", Voice()), ("u2", "two words", Voice("en+m3"))])
     assert [u.id for u in utts] == ["u1", "u2"] and utts[0].text == "Go!"
-    assert utts[1].extra == {"voice": "en+m3"}
+    assert utts[1].extra == {"speaker": "en+m3"}
     for u in utts:
         info = sf.info(u.audio_filepath)
         assert (info.samplerate, info.subtype, info.channels) == (16000, "PCM_16", 1)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from asr.data import write_manifest
 from asr.synth import VARIANTS, random_voice, write_corpus
 
 DIGITS = "zero one two three four five six seven eight nine".split()
@@ -39,7 +38,6 @@ def prepare_demo(out_dir: str | Path, n_train: int = 3000, n_dev: int = 200, n_t
               "dev": (n_dev, DEV_VARIANTS), "test": (n_test, TEST_VARIANTS)}
     for split, (n, variants) in splits.items():
         items = [(f"{split}-{i:05d}", sentence(rng), random_voice(rng, variants)) for i in range(n)]
-        utts = write_corpus(out_dir / "wav" / split, items, seed=seed + len(split))
-        write_manifest(out_dir / f"{split}.jsonl", utts)
+        utts = write_corpus(out_dir / "wav" / split, items, seed=seed + len(split), manifest=out_dir / f"{split}.jsonl")
         hours = sum(u.duration for u in utts) / 3600
         print(f"{split}: {len(utts)} utterances, {hours:.2f} h, {len(variants)} voice variants")

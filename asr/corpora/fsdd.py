@@ -225,10 +225,7 @@ def synthesize_digits(out_dir: str | os.PathLike, n: int, max_digits: int = 7, s
     for i in range(n):
         text = " ".join(DIGIT_WORDS[d] for d in rng.integers(10, size=rng.integers(1, max_digits + 1)))
         items.append((f"synthetic-{i:05d}", text, random_voice(rng)))
-    utts = write_corpus(out_dir / "wav" / "synthetic", items, sample_rate, seed)
-    for u in utts:
-        u.extra["speaker"] = u.extra.pop("voice")
-    write_manifest(out_dir / "synthetic.jsonl", utts)
+    utts = write_corpus(out_dir / "wav" / "synthetic", items, sample_rate, seed, out_dir / "synthetic.jsonl")
     log.info("synthetic: %d utterances, %.2f h, %d voices", len(utts), sum(u.duration for u in utts) / 3600,
              len({u.extra["speaker"] for u in utts}))
     return utts

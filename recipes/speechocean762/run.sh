@@ -5,7 +5,8 @@
 # corpus's own test speakers; with a train-only copy, another 10% of the train speakers.
 #
 #   bash recipes/speechocean762/run.sh [--corpus-dir DIR] [--exp-dir exp/speechocean762] \
-#       [--stage 0] [--stop-stage 4] [--folds K] [--lm-weight 1] [--word-score 1] [-- KEY=VALUE ...]
+#       [--stage 0] [--stop-stage 4] [--folds K] [--synthetic 0] [--lm-weight 1] [--word-score 1] \
+#       [-- KEY=VALUE ...]
 #
 # --folds K: speaker cross-validation for choosing settings. The test speakers stay those
 # of the plain split (a final test set no choice looks at); the other speakers are dealt
@@ -17,6 +18,9 @@
 # (asr-prepare kaldi + a speaker split), 2 train, 3 evaluate dev and test (greedy, and beam
 # search with a word 3-gram of the training transcripts; each also on the sentences that
 # never occur in training, recipes/unseen.py), 4 transcribe two test files.
+# --synthetic N: stage 1 also speaks each training transcript in N random eSpeak NG voices
+# (asr-prepare synthetic, offline) into <exp-dir>/data/synthetic<N>.jsonl, and stage 2 trains on
+# them beside the real speech (0: real speech only).
 # --lm-weight/--word-score: the 3-gram's pair in stage 3; 1 and 1 were chosen on dev for the
 # default's 128 subword units (a character model, `-- data.subwords=0`, wants 2 and 1).
 # A finished stage is skipped when re-run (delete its output to redo it).
@@ -29,6 +33,7 @@ stage=0
 stop_stage=4
 folds=0
 fold=""
+synthetic=0
 lm_weight=1
 word_score=1
 args=("$@")
@@ -40,14 +45,16 @@ while [ $# -gt 0 ]; do
     --stop-stage) stop_stage=$2; shift 2 ;;
     --folds) folds=$2; shift 2 ;;
     --fold) fold=$2; shift 2 ;;  # internal: set by --folds for each fold's run
+    --synthetic) synthetic=$2; shift 2 ;;
     --lm-weight) lm_weight=$2; shift 2 ;;
     --word-score) word_score=$2; shift 2 ;;
     --) shift; break ;;
-    *) echo "run.sh: unknown option $1 (expected --corpus-dir, --exp-dir, --stage, --stop-stage, --folds, --lm-weight, --word-score, -- overrides)" >&2
+    *) echo "run.sh: unknown option $1 (expected --corpus-dir, --exp-dir, --stage, --stop-stage, --folds, --synthetic, --lm-weight, --word-score, -- overrides)" >&2
        exit 2 ;;
   esac
 done
 [[ "$folds" =~ ^[0-9]+$ ]] || { echo "run.sh: error: --folds $folds: expected a number of folds (>= 2)" >&2; exit 2; }
+[[ "$synthetic" =~ ^[0-9]+$ ]] || { echo "run.sh: error: --synthetic $synthetic: expected a number of voices per transcript (0: none)" >&2; exit 2; }
 if [ "$folds" -gt 0 ] && [ -z "$fold" ]; then
   [ "$folds" -ge 2 ] || { echo "run.sh: error: --folds $folds: expected at least 2 folds" >&2; exit 2; }
   here=$(dirname "$0")
@@ -91,9 +98,17 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
         --test "$data/test.jsonl" --dev-speakers 0.1 --test-speakers 0.1 "${fold_opts[@]}"
     fi
   fi
+  if [ "$synthetic" -gt 0 ] && [ ! -f "$data/synthetic$synthetic.jsonl" ]; then
+    echo "stage 1: the training transcripts in $synthetic random eSpeak NG voices each -> $data/synthetic$synthetic.jsonl"
+    asr-prepare synthetic "$data/train.jsonl" "$data" --name "synthetic$synthetic" --copies "$synthetic" --seed 0
+  fi
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  if [ "$synthetic" -gt 0 ]; then
+    [ -f "$data/synthetic$synthetic.jsonl" ] || { echo "run.sh: error: $data/synthetic$synthetic.jsonl: not prepared; run stage 1 with --synthetic $synthetic" >&2; exit 2; }
+    train_manifests=$data/train.jsonl,$data/synthetic$synthetic.jsonl
+  fi
   train_model speechocean762 "$exp_dir" "$data" "$@"
 fi
 
