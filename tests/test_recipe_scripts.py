@@ -78,7 +78,8 @@ def test_speechocean762_folds_deal_the_non_test_speakers_into_dev_folds(tmp_path
     for k in range(3):
         _fold(exp, str(k), dev__greedy=10.0 * (k + 1))
     run = subprocess.run(["bash", ROOT / "recipes/speechocean762/run.sh", "--corpus-dir", tmp_path / "corpus",
-                          "--exp-dir", exp, "--folds", "3", "--stop-stage", "1"], capture_output=True, text=True)
+                          "--exp-dir", exp, "--folds", "3", "--stop-stage", "1", "--synthetic", "0"],
+                         capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "| **mean** | 20.00% |" in (exp / "folds.txt").read_text()
 
