@@ -108,7 +108,7 @@ fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   if [ "$synthetic" -gt 0 ]; then
-    train_manifests=$data/train.jsonl,$data/synthetic$synthetic.jsonl
+    train_manifests=${train_manifests:-$data/train.jsonl},$data/synthetic$synthetic.jsonl
     [ -f "$exp_dir/.trained" ] || [ -f "$data/synthetic$synthetic.jsonl" ] || {
       echo "run.sh: error: $data/synthetic$synthetic.jsonl: not prepared; run stage 1 with --synthetic $synthetic" \
            "(or train on real speech only with --synthetic 0)" >&2; exit 2; }
