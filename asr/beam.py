@@ -52,7 +52,7 @@ from flashlight.lib.text.decoder import (CriterionType, LexiconDecoder, LexiconD
                                          ZeroLM)
 from flashlight.lib.text.dictionary import Dictionary
 
-from asr.greedy import Hypothesis
+from asr.greedy import Hypothesis, penalize_blank
 from asr.arpa import SIL, UNK, LMError, arpa_unigrams, check_lm, is_binary_lm
 from asr.beam_flags import check_beam_flags
 from asr.text import Vocabulary
@@ -261,19 +261,23 @@ class BeamSearchDecoder:
     blank_skip : float
         Runs of frames whose blank probability exceeds this are cut to one frame before
         the search (see the module docstring); 1 keeps every frame.
+    blank_penalty : float
+        Subtracted from every frame's blank log-probability before anything else (as
+        :class:`asr.greedy.GreedyDecoder`'s); ``blank_skip`` then looks at the result.
     """
 
     def __init__(self, vocab: Vocabulary, lm: str | os.PathLike | None = None,
                  lexicon: str | os.PathLike | None = None, beam_size: int = 50, beam_threshold: float = 10.0,
                  lm_weight: float = 0.5, word_score: float = 0.0, nbest: int = 1, num_threads: int = 0,
-                 beam_size_token: int = 8, blank_skip: float = 0.99):
+                 beam_size_token: int = 8, blank_skip: float = 0.99, blank_penalty: float = 0.0):
         if " " not in vocab:
             raise UserError(f"beam search needs a space in the vocabulary to separate words; "
                             f"this model's is {''.join(vocab.tokens)!r}")
         if SIL in vocab:
             raise UserError(f"the vocabulary contains {SIL!r}, which the beam decoder uses for the space")
-        check_beam_flags(beam_size, beam_size_token, blank_skip, nbest)
+        check_beam_flags(beam_size, beam_size_token, blank_skip, nbest, blank_penalty)
         self.vocab = vocab
+        self.blank_penalty = float(blank_penalty)
         self.beam_size, self.beam_threshold = int(beam_size), float(beam_threshold)
         self.beam_size_token, self.blank_skip = int(beam_size_token), float(blank_skip)
         self.lm_weight, self.word_score = float(lm_weight), float(word_score)
@@ -351,7 +355,9 @@ class BeamSearchDecoder:
 
     def decode_list(self, log_probs: list[torch.Tensor]) -> list[list[Hypothesis]]:
         """N-best lists for a list of ``(frames, vocab)`` log-probability tensors."""
-        arrays = [np.ascontiguousarray(x.detach().float().cpu().numpy(), dtype=np.float32) for x in log_probs]
+        arrays = [np.ascontiguousarray(penalize_blank(x.detach().float().cpu(), self.vocab.blank,
+                                                      self.blank_penalty).numpy(), dtype=np.float32)
+                  for x in log_probs]
         settings = (self.beam_size, self.beam_size_token, self.beam_threshold, self.lm_weight, self.word_score,
                     self.nbest, self.blank_skip)
         if self.num_threads <= 1 or len(arrays) < 4 or "fork" not in multiprocessing.get_all_start_methods():

@@ -23,9 +23,10 @@ class DecodingOptions:
     """How to decode, checked once: ``decoder`` ``"greedy"`` or ``"beam"``; the rest are
     the beam search's (:class:`asr.beam.BeamSearchDecoder`): an n-gram ``lm`` (KenLM ARPA
     or binary), a ``lexicon``, ``beam_size``, ``beam_threshold``, ``lm_weight`` (alpha),
-    ``word_score`` (beta), ``beam_size_token``, ``blank_skip`` and ``nbest``. ``build(vocab)``
-    makes the decoder; the command-line flags (:func:`add_decoder_arguments`) map onto these
-    fields."""
+    ``word_score`` (beta), ``beam_size_token``, ``blank_skip`` and ``nbest``; and
+    ``blank_penalty``, subtracted from the blank log-probabilities by either decoder.
+    ``build(vocab)`` makes the decoder; the command-line flags (:func:`add_decoder_arguments`)
+    map onto these fields."""
 
     decoder: str = "greedy"
     lm: str | None = None
@@ -37,6 +38,7 @@ class DecodingOptions:
     beam_size_token: int = 8
     blank_skip: float = 0.99
     nbest: int = 1
+    blank_penalty: float = 0.0
 
     def __post_init__(self) -> None:
         if self.decoder not in ("greedy", "beam"):
@@ -45,7 +47,7 @@ class DecodingOptions:
             for flag in ("lm", "lexicon"):
                 if getattr(self, flag):
                     raise UserError(f"--{flag} needs --decoder beam (greedy decoding uses no {flag})")
-        check_beam_flags(self.beam_size, self.beam_size_token, self.blank_skip, self.nbest)
+        check_beam_flags(self.beam_size, self.beam_size_token, self.blank_skip, self.nbest, self.blank_penalty)
 
     @classmethod
     def from_args(cls, args) -> "DecodingOptions":
@@ -54,11 +56,11 @@ class DecodingOptions:
 
     def build(self, vocab: Vocabulary) -> "Decoder":
         if self.decoder == "greedy":
-            return GreedyDecoder(vocab)
+            return GreedyDecoder(vocab, self.blank_penalty)
         return BeamSearchDecoder(vocab, lm=self.lm, lexicon=self.lexicon, beam_size=self.beam_size,
                                  beam_threshold=self.beam_threshold, lm_weight=self.lm_weight,
                                  word_score=self.word_score, nbest=self.nbest, beam_size_token=self.beam_size_token,
-                                 blank_skip=self.blank_skip)
+                                 blank_skip=self.blank_skip, blank_penalty=self.blank_penalty)
 
 
 def add_decoder_arguments(parser) -> None:

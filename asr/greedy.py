@@ -33,13 +33,20 @@ class Decoder(Protocol):
 
 
 class GreedyDecoder:
-    """Best path: argmax per frame, merge repeats, drop blanks."""
+    """Best path: argmax per frame, merge repeats, drop blanks.
 
-    def __init__(self, vocab: Vocabulary):
+    ``blank_penalty`` (nats) is subtracted from every frame's blank log-probability first:
+    a positive value lets a letter win the frames where the model hesitates between it and
+    blank (a model that deletes words), a negative one the reverse; the score includes it.
+    """
+
+    def __init__(self, vocab: Vocabulary, blank_penalty: float = 0.0):
         self.vocab = vocab
+        self.blank_penalty = float(blank_penalty)
 
     def decode(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[Hypothesis]]:
-        best, ids = log_probs.detach().float().max(-1)  # (batch, frames)
+        log_probs = penalize_blank(log_probs.detach().float(), self.vocab.blank, self.blank_penalty)
+        best, ids = log_probs.max(-1)  # (batch, frames)
         best, ids, lengths = best.cpu(), ids.cpu(), lengths.cpu().tolist()
         out = []
         for b, n in enumerate(lengths):
@@ -53,3 +60,13 @@ class GreedyDecoder:
             text = " ".join(self.vocab.decode(tokens).split())
             out.append([Hypothesis(text, tokens, frames.tolist(), float(best[b, :n].sum()))])
         return out
+
+
+def penalize_blank(log_probs: torch.Tensor, blank: int, penalty: float) -> torch.Tensor:
+    """``log_probs`` (..., vocab) with ``penalty`` subtracted from column ``blank`` (a copy;
+    the input itself when the penalty is 0)."""
+    if not penalty:
+        return log_probs
+    out = log_probs.clone()
+    out[..., blank] -= penalty
+    return out

@@ -472,7 +472,7 @@ def _main_tune(args) -> int:
     from asr.recognizer import Recognizer
     from asr.utils import resolve_device
 
-    check_beam_flags(args.beam_size, args.beam_size_token, args.blank_skip)
+    check_beam_flags(args.beam_size, args.beam_size_token, args.blank_skip, blank_penalty=args.blank_penalty)
     if not args.batch_seconds > 0:
         raise UserError(f"--batch-seconds {args.batch_seconds}: expected a positive number of seconds")
     device = resolve_device(args.device)
@@ -480,6 +480,7 @@ def _main_tune(args) -> int:
     utterances = read_manifest(args.manifest)
     decoder = BeamSearchDecoder(recognizer.vocab, lm=args.lm, lexicon=args.lexicon, beam_size=args.beam_size,
                                 beam_threshold=args.beam_threshold, blank_skip=args.blank_skip,
+                                blank_penalty=args.blank_penalty,
                                 beam_size_token=args.beam_size_token, num_threads=args.threads)
     t0 = time.perf_counter()
     outputs: dict[int, torch.Tensor] = {}
@@ -491,7 +492,7 @@ def _main_tune(args) -> int:
     refs = [recognizer.vocab.normalize(u.text) for u in utterances]
     print(f"acoustic model: {len(utterances)} utterances in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     pairs = search_pairs(args.lm_weights, args.word_scores, args.random, args.seed)
-    greedy = GreedyDecoder(recognizer.vocab)
+    greedy = GreedyDecoder(recognizer.vocab, args.blank_penalty)
     greedy_rates = error_rates(refs, [greedy.decode(lp[None], torch.tensor([len(lp)]))[0][0].text
                                       for lp in log_probs])
     print(f"{'lm_weight':>9} {'word_score':>10} {'WER%':>7} {'CER%':>7}")
@@ -503,7 +504,8 @@ def _main_tune(args) -> int:
         r = row["rates"]
         print(f"{row['lm_weight']:9.3g} {row['word_score']:10.3g} {100 * r.wer:7.2f} {100 * r.cer:7.2f}", flush=True)
     best = min(rows, key=lambda r: (r["rates"].wer, r["rates"].cer))
-    print(f"best: --lm-weight {best['lm_weight']:g} --word-score {best['word_score']:g} "
+    penalty = f" --blank-penalty {args.blank_penalty:g}" if args.blank_penalty else ""
+    print(f"best: --lm-weight {best['lm_weight']:g} --word-score {best['word_score']:g}{penalty} "
           f"(WER {100 * best['rates'].wer:.2f}%, greedy {100 * greedy_rates.wer:.2f}%)")
     return 0
 

@@ -118,6 +118,20 @@ def test_blank_skip_keeps_text_timesteps_and_score():
         BeamSearchDecoder(VOCAB, blank_skip=0.2)
 
 
+def test_blank_penalty_decodes_as_greedy_with_the_same_penalty():
+    # "go" with its "o" under blank by 0.4 nats on two frames, between near-certain blanks
+    lp = spell("go", {})
+    lp[3:5, VOCAB.blank], lp[3:5, VOCAB.id("o")] = -0.2, -0.6
+    lp, n = batch(lp)
+    for penalty in (0.0, 1.0):
+        beam = BeamSearchDecoder(VOCAB, beam_size=8, num_threads=1, blank_penalty=penalty).decode(lp, n)
+        greedy = GreedyDecoder(VOCAB, blank_penalty=penalty).decode(lp, n)
+        assert beam[0][0].text == greedy[0][0].text == ("go" if penalty else "g")
+        assert beam[0][0].score == pytest.approx(greedy[0][0].score, abs=1e-3)
+    with pytest.raises(UserError, match="--blank-penalty nan"):
+        BeamSearchDecoder(VOCAB, blank_penalty=float("nan"))
+
+
 def test_lexicon_restricts_output_to_its_words(tmp_path):
     lexicon = tmp_path / "lexicon.txt"
     lexicon.write_text("stop s t o p |\nnow n o w |\ngo go\nleft\n")

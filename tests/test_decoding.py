@@ -74,7 +74,9 @@ def test_decoder_from_args_defaults_to_greedy():
                                            (["--decoder", "beam", "--beam-size", "0"], "at least 1"),
                                            (["--decoder", "beam", "--nbest", "0"], "at least 1"),
                                            (["--decoder", "beam", "--blank-skip", "0.3"], "from 0.5 to 1"),
-                                           (["--decoder", "beam", "--blank-skip", "1.5"], "from 0.5 to 1")])
+                                           (["--decoder", "beam", "--blank-skip", "1.5"], "from 0.5 to 1"),
+                                           (["--blank-penalty", "nan"], "--blank-penalty nan: expected a finite"),
+                                           (["--decoder", "beam", "--blank-penalty", "inf"], "--blank-penalty inf")])
 def test_inconsistent_decoder_flags_are_user_errors(argv, message):
     with pytest.raises(UserError, match=message):
         decoder_from_args(_args(*argv), VOCAB)
@@ -86,3 +88,26 @@ def test_greedy_text_has_single_spaces_between_words_and_keeps_the_tokens():
     (hyp,), = GreedyDecoder(VOCAB).decode(_log_probs([path]), torch.tensor([len(path)]))
     assert hyp.text == "a b"
     assert hyp.tokens == [SPACE, A, SPACE, SPACE, B, SPACE] and len(hyp.timesteps) == 6
+
+
+def _hesitant(margins: list[float]) -> torch.Tensor:
+    """(1, frames, vocab) log-probs: blank best by ``margins[t]`` nats over ``a`` on frame t,
+    the other tokens far below."""
+    x = torch.full((1, len(margins), len(VOCAB)), -20.0)
+    for t, m in enumerate(margins):
+        x[0, t, 0] = -0.1
+        x[0, t, A] = -0.1 - m
+    return x
+
+
+def test_blank_penalty_lets_a_letter_win_where_blank_leads_by_less():
+    x, n = _hesitant([0.5, 3.0, 0.5, 3.0, 2.0]), torch.tensor([5])
+    texts = {p: GreedyDecoder(VOCAB, blank_penalty=p).decode(x, n)[0][0].text for p in (0.0, 1.0, 2.5, -1.0)}
+    assert texts == {0.0: "", 1.0: "aa", 2.5: "aaa", -1.0: ""}
+    hyp = GreedyDecoder(VOCAB, blank_penalty=1.0).decode(x, n)[0][0]
+    assert hyp.timesteps == [0, 2]
+    assert hyp.score == pytest.approx(2 * -0.6 + 3 * -1.1)  # the penalised blank frames count as scored
+    assert x[0, 0, 0] == pytest.approx(-0.1)  # the caller's tensor is untouched
+    args = _args("--blank-penalty", "1")
+    assert args.blank_penalty == 1.0 and decoder_from_args(args, VOCAB).decode(x, n)[0][0].text == "aa"
+    assert _args().blank_penalty == 0.0

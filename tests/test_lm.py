@@ -160,6 +160,10 @@ def test_tune_cli_prints_table_and_best_pair(tmp_path, corpus, capsys):
     best = lines[-1].split()
     assert best[0] == "best:" and (float(best[2]), float(best[4])) in {(0, -1), (0, 2), (1, -1), (1, 2)}
     assert float(best[6].strip("(WER%,")) == min(wers)
+    # with a blank penalty the best line carries it, to be copied into asr-evaluate as it is
+    assert main([*argv, "--blank-penalty", "0.5"]) == 0
+    best = capsys.readouterr().out.strip().splitlines()[-1].split()
+    assert best[0] == "best:" and best[5:7] == ["--blank-penalty", "0.5"]
 
 
 def test_write_arpa_is_readable(tmp_path):
