@@ -34,14 +34,18 @@ train_model() {
 }
 
 # evaluate_split MODEL MANIFEST OUT_TXT REPORT_JSON [DECODER_OPTIONS...]
-#   asr-evaluate's summary line into OUT_TXT (atomically); skipped when newer than MODEL.
+#   asr-evaluate's summary line into OUT_TXT (atomically), and the manifest and options it was
+#   taken with into OUT_TXT.args; skipped when OUT_TXT is newer than MODEL and was taken with
+#   the same manifest and options (a rerun with another --lm-weight or --blank-penalty decodes again).
 evaluate_split() {
   local model=$1 manifest=$2 out=$3 report=$4; shift 4
-  if [ -f "$out" ] && [ "$out" -nt "$model" ]; then
+  local args="$manifest $*"
+  if [ -f "$out" ] && [ "$out" -nt "$model" ] && [ "$(cat "$out.args" 2>/dev/null)" = "$args" ]; then
     echo "$(basename "$out" .txt): $(cat "$out") (done before, skipped)"; return
   fi
   asr-evaluate --model "$model" --manifest "$manifest" --report "$report" "$@" > "$out.tmp"
   mv "$out.tmp" "$out"
+  echo "$args" > "$out.args.tmp" && mv "$out.args.tmp" "$out.args"
   echo "$(basename "$out" .txt): $(cat "$out")"
 }
 

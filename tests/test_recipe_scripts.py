@@ -1,5 +1,6 @@
 """Recipe helpers: recipes/folds.py and the digits recipe's --folds (leave-one-speaker-out
-summaries), recipes/unseen.py (WER on sentences training never saw)."""
+summaries), recipes/unseen.py (WER on sentences training never saw), recipes/common.sh's
+evaluate_split (when a result is reused)."""
 
 import json
 import subprocess
@@ -111,6 +112,30 @@ def test_speechocean762_synthetic_voices_speak_each_training_transcript(tmp_path
     assert again.returncode == 0 and "eSpeak" not in again.stdout
     bad = subprocess.run(cmd[:-1] + ["two"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.startswith("run.sh: error: --synthetic two")
+
+
+def test_evaluate_split_reuses_a_result_only_for_the_same_model_and_options(tmp_path):
+    fake = tmp_path / "bin" / "asr-evaluate"  # counts its calls instead of decoding
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\necho "$*" >> "$CALLS"\necho "WER 1.00% CER 1.00% (1 utterances)"\n')
+    fake.chmod(0o755)
+    model, calls = tmp_path / "best.pt", tmp_path / "calls"
+    model.write_bytes(b"weights")
+    script = f"""set -e
+source {ROOT}/recipes/common.sh
+export PATH={fake.parent}:$PATH CALLS={calls}
+ev() {{ evaluate_split {model} "$1" {tmp_path}/dev_wer_lm.txt {tmp_path}/dev_report.json "${{@:2}}"; }}
+ev dev.jsonl --blank-penalty 0; ev dev.jsonl --blank-penalty 0; ev dev.jsonl --blank-penalty 3
+ev dev.jsonl --blank-penalty 3; ev other.jsonl --blank-penalty 3
+touch -d '+1 hour' {model}; ev other.jsonl --blank-penalty 3
+"""
+    run = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert [line.split()[3] + " " + line.split()[-1] for line in calls.read_text().splitlines()] == [
+        "dev.jsonl 0", "dev.jsonl 3", "other.jsonl 3", "other.jsonl 3"]
+    assert run.stdout.count("(done before, skipped)") == 2
+    assert (tmp_path / "dev_wer_lm.txt").read_text().startswith("WER 1.00%")
+    assert (tmp_path / "dev_wer_lm.txt.args").read_text() == "other.jsonl --blank-penalty 3\n"
 
 
 def test_unseen_sentences_are_scored_apart_from_seen_ones(tmp_path):
