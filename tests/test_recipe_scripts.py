@@ -172,3 +172,63 @@ def test_word_strings_draws_lines_of_common_words(tmp_path, monkeypatch, capsys)
         (tmp_path / "c.txt").read_text() != (tmp_path / "a.txt").read_text()
     capsys.readouterr()
     assert mod.main(["x", str(tmp_path / "d.txt")]) == 2 and "word_strings.py N OUT.txt" in capsys.readouterr().err
+
+
+def _recipe_module(name: str):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, ROOT / f"recipes/{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_warp_at_factor_one_is_the_recognizer_and_other_factors_change_its_output(corpus, tiny_checkpoint):
+    import torch
+    from asr.data import read_manifest
+    from asr.evaluation import batch_loader, iter_outputs
+    from asr.recognizer import Recognizer
+
+    warp = _recipe_module("warp")
+    rec = Recognizer.from_checkpoint(tiny_checkpoint)
+    utts = read_manifest(corpus.manifest)
+    direct = {}
+    for batch, lp, n in iter_outputs(rec, batch_loader(utts, rec), torch.device("cpu")):
+        direct.update({i: lp[b, :n[b]] for b, i in enumerate(batch.indices)})
+    same = warp.warped_log_probs(rec, utts, 1.0)
+    lower = warp.warped_log_probs(rec, utts, 0.9)
+    assert len(same) == len(lower) == len(utts)
+    for i, (x, y) in enumerate(zip(same, lower)):  # manifest order, the recognizer's own frames
+        assert torch.allclose(x, direct[i], atol=1e-5)
+        assert x.shape == y.shape and not torch.allclose(x, y, atol=1e-3)
+
+
+def test_transcript_score_prefers_the_transcript_the_frames_spell():
+    import torch
+
+    warp = _recipe_module("warp")
+    spelled = [1, 0, 2, 2, 0]  # frames spelling tokens 1 then 2 (blank 0)
+    log_probs = torch.log_softmax(torch.nn.functional.one_hot(torch.tensor(spelled), 3).float() * 6, -1)  # (5, 3)
+    right, wrong = warp.transcript_score(log_probs, [1, 2], 0), warp.transcript_score(log_probs, [2, 1], 0)
+    assert wrong < right < 0
+    assert right > log_probs.max(-1).values.mean().item() - 0.01  # about the best path's per-frame score
+    assert warp.transcript_score(log_probs, [], 0) == log_probs[:, 0].mean().item()
+
+
+def test_warp_prints_each_factor_the_label_free_choice_and_the_average(corpus, tiny_checkpoint, capsys):
+    import re
+    from asr.data import read_manifest
+    from asr.evaluation import evaluate
+    from asr.recognizer import Recognizer
+
+    warp = _recipe_module("warp")
+    assert warp.main([str(tiny_checkpoint), str(corpus.manifest), "--alphas", "0.9,1", "--average", "0.9,1.1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    wers = {float(m[1]): m[2] for m in (re.match(r"alpha (\S+): WER +(\S+)%", line) for line in out) if m}
+    rates = evaluate(Recognizer.from_checkpoint(tiny_checkpoint), read_manifest(corpus.manifest)).rates
+    assert sorted(wers) == [0.9, 1.0] and wers[1.0] == f"{100 * rates.wer:.2f}"
+    choice = re.match(r"label-free choice \(highest score\): alpha (\S+), WER (\S+)%", out[2])
+    assert choice and wers[float(choice[1])] == choice[2]
+    assert re.fullmatch(r"posteriors averaged over 0\.9,1\.1: WER \d+\.\d\d%", out[3])
+    with pytest.raises(SystemExit) as bad:
+        warp.main([str(tiny_checkpoint), str(corpus.manifest), "--alphas", "0.5"])
+    assert bad.value.code == 2 and "warp factor 0.5: expected values within [0.8, 1.25]" in capsys.readouterr().err

@@ -29,7 +29,8 @@
 # --blank-penalty P: subtracted from the blank log-probabilities in stage 3's 3-gram decoding
 # (asr-evaluate --blank-penalty); 0 by default, as the pair above was chosen. On 12-epoch
 # models the best dev WER was at 3 with --lm-weight 1.5 --word-score -1 (see the README).
-# A finished stage is skipped when re-run (delete its output to redo it).
+# A finished stage is skipped when re-run (delete its output to redo it); stage 3 decodes
+# again when its decoding options (--lm-weight, --word-score, --blank-penalty) change.
 # Arguments after `--` are passed to asr-train as Hydra overrides.
 set -euo pipefail
 source "$(dirname "$0")/../common.sh"
