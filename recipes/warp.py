@@ -5,9 +5,11 @@
 For each warp factor alpha, the manifest is decoded with its log-mel features warped along
 the frequency axis (``asr.augment.warp_frequency``, the training-time vocal-tract-length
 perturbation; alpha < 1 moves formants down) and scored against the references. Beside each
-WER is a score that needs no reference: the mean per-frame CTC log-likelihood of the decoded
-transcript. Then the alpha that this score picks over the whole manifest, and the WER of the
-posteriors averaged over the ``--average`` factors (probabilities, frame by frame). Decoding
+WER are two scores that need no reference: the mean per-frame CTC log-likelihood of the
+decoded transcript (``score``), and the mean log-probability of the most likely token over
+the frames where that token is not blank (``confidence``). Then the alpha that each of them
+picks over the whole manifest, and the WER of the posteriors averaged over the ``--average``
+factors (probabilities, frame by frame). Decoding
 is greedy, or beam search over ``--lexicon``'s words when given.
 """
 
@@ -56,6 +58,13 @@ def transcript_score(log_probs: torch.Tensor, tokens: list[int], blank: int) -> 
     return -nll.item() / steps
 
 
+def confidence(log_probs: torch.Tensor, blank: int) -> float:
+    """Mean of ``log_probs (steps, vocab)``'s best log-probability over the frames where it is not blank."""
+    best = log_probs.max(-1)
+    keep = best.indices != blank
+    return best.values[keep].mean().item() if keep.any() else 0.0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("model")
@@ -81,15 +90,19 @@ def main(argv: list[str] | None = None) -> int:
 
     cache: dict[float, list[torch.Tensor]] = {}
     scores: dict[float, float] = {}
+    confidences: dict[float, float] = {}
     wers: dict[float, float] = {}
     for alpha in sorted(set(args.alphas)):
         cache[alpha] = warped_log_probs(rec, utterances, alpha)
         hyps, wers[alpha] = decode(cache[alpha])
         scores[alpha] = sum(transcript_score(x, h.tokens, rec.vocab.blank)
                             for x, h in zip(cache[alpha], hyps)) / len(hyps)
-        print(f"alpha {alpha:.3f}: WER {wers[alpha]:6.2f}%  score {scores[alpha]:.4f}", flush=True)
-    chosen = max(scores, key=scores.get)
-    print(f"label-free choice (highest score): alpha {chosen:.3f}, WER {wers[chosen]:.2f}%")
+        confidences[alpha] = sum(confidence(x, rec.vocab.blank) for x in cache[alpha]) / len(hyps)
+        print(f"alpha {alpha:.3f}: WER {wers[alpha]:6.2f}%  score {scores[alpha]:.4f}  "
+              f"confidence {confidences[alpha]:.4f}", flush=True)
+    for name, values in (("score", scores), ("confidence", confidences)):
+        chosen = max(values, key=values.get)
+        print(f"label-free choice (highest {name}): alpha {chosen:.3f}, WER {wers[chosen]:.2f}%")
     if args.average:
         lps = [cache.get(a) or warped_log_probs(rec, utterances, a) for a in args.average]
         mean = [torch.logsumexp(torch.stack(per_utt), 0) - torch.log(torch.tensor(float(len(lps))))

@@ -202,7 +202,7 @@ def test_warp_at_factor_one_is_the_recognizer_and_other_factors_change_its_outpu
         assert x.shape == y.shape and not torch.allclose(x, y, atol=1e-3)
 
 
-def test_transcript_score_prefers_the_transcript_the_frames_spell():
+def test_label_free_scores_of_a_warp():
     import torch
 
     warp = _recipe_module("warp")
@@ -212,6 +212,8 @@ def test_transcript_score_prefers_the_transcript_the_frames_spell():
     assert wrong < right < 0
     assert right > log_probs.max(-1).values.mean().item() - 0.01  # about the best path's per-frame score
     assert warp.transcript_score(log_probs, [], 0) == log_probs[:, 0].mean().item()
+    assert warp.confidence(log_probs, 0) == log_probs[[0, 2, 3], [1, 2, 2]].mean().item()  # the non-blank frames
+    assert warp.confidence(torch.log_softmax(torch.tensor([[5.0, 0.0]]), -1), 0) == 0.0  # all blank
 
 
 def test_warp_prints_each_factor_the_label_free_choice_and_the_average(corpus, tiny_checkpoint, capsys):
@@ -226,9 +228,10 @@ def test_warp_prints_each_factor_the_label_free_choice_and_the_average(corpus, t
     wers = {float(m[1]): m[2] for m in (re.match(r"alpha (\S+): WER +(\S+)%", line) for line in out) if m}
     rates = evaluate(Recognizer.from_checkpoint(tiny_checkpoint), read_manifest(corpus.manifest)).rates
     assert sorted(wers) == [0.9, 1.0] and wers[1.0] == f"{100 * rates.wer:.2f}"
-    choice = re.match(r"label-free choice \(highest score\): alpha (\S+), WER (\S+)%", out[2])
-    assert choice and wers[float(choice[1])] == choice[2]
-    assert re.fullmatch(r"posteriors averaged over 0\.9,1\.1: WER \d+\.\d\d%", out[3])
+    for line, name in zip(out[2:4], ("score", "confidence")):
+        choice = re.match(rf"label-free choice \(highest {name}\): alpha (\S+), WER (\S+)%", line)
+        assert choice and wers[float(choice[1])] == choice[2]
+    assert re.fullmatch(r"posteriors averaged over 0\.9,1\.1: WER \d+\.\d\d%", out[4])
     with pytest.raises(SystemExit) as bad:
         warp.main([str(tiny_checkpoint), str(corpus.manifest), "--alphas", "0.5"])
     assert bad.value.code == 2 and "warp factor 0.5: expected values within [0.8, 1.25]" in capsys.readouterr().err
