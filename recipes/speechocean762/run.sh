@@ -5,8 +5,8 @@
 # corpus's own test speakers; with a train-only copy, another 10% of the train speakers.
 #
 #   bash recipes/speechocean762/run.sh [--corpus-dir DIR] [--exp-dir exp/speechocean762] \
-#       [--stage 0] [--stop-stage 4] [--folds K] [--synthetic 2] [--lm-weight 1.5] [--word-score 2] \
-#       [--blank-penalty 0] \
+#       [--stage 0] [--stop-stage 4] [--folds K] [--synthetic 2] [--lm-weight 1.5] [--word-score -1] \
+#       [--blank-penalty 3] \
 #       [-- KEY=VALUE ...]
 #
 # --folds K: speaker cross-validation for choosing settings. The test speakers stay those
@@ -23,12 +23,12 @@
 # (asr-prepare synthetic, offline; 4,040 utterances, 2.13 h for the default 2) into
 # <exp-dir>/data/synthetic<N>.jsonl, and stage 2 trains on them beside the real speech
 # (0: real speech only, about 35% less training time; see the README's comparison).
-# --lm-weight/--word-score: the 3-gram's pair in stage 3; 1.5 and 2 were chosen on dev for the
-# default (128 subword units, --synthetic 2); real speech only wants 1 and 1, a character
-# model (`-- data.subwords=0`) 2 and 1.
-# --blank-penalty P: subtracted from the blank log-probabilities in stage 3's 3-gram decoding
-# (asr-evaluate --blank-penalty); 0 by default, as the pair above was chosen. On 12-epoch
-# models the best dev WER was at 3 with --lm-weight 1.5 --word-score -1 (see the README).
+# --lm-weight/--word-score/--blank-penalty: stage 3's 3-gram decoding (asr-evaluate's flags
+# of those names; the penalty comes off every frame's blank log-probability). 1.5, -1 and 3
+# were chosen together on dev for the default (128 subword units, --synthetic 2, 35
+# epochs, two seeds; see the README); without a penalty that model wants 1.5 and 2. Real
+# speech only wants --blank-penalty 0 --lm-weight 1 --word-score 1, a character model
+# (`-- data.subwords=0`) --blank-penalty 0 --lm-weight 2 --word-score 1.
 # A finished stage is skipped when re-run (delete its output to redo it); stage 3 decodes
 # again when its decoding options (--lm-weight, --word-score, --blank-penalty) change.
 # Arguments after `--` are passed to asr-train as Hydra overrides.
@@ -42,8 +42,8 @@ folds=0
 fold=""
 synthetic=2
 lm_weight=1.5
-word_score=2
-blank_penalty=0
+word_score=-1
+blank_penalty=3
 args=("$@")
 while [ $# -gt 0 ]; do
   case "$1" in
