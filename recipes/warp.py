@@ -28,6 +28,7 @@ from asr.decoding import GreedyDecoder  # noqa: E402
 from asr.evaluation import batch_loader  # noqa: E402
 from asr.metrics import error_rates  # noqa: E402
 from asr.recognizer import Recognizer  # noqa: E402
+from asr.utils import UserError  # noqa: E402
 
 
 def factors(text: str) -> list[float]:
@@ -77,8 +78,13 @@ def main(argv: list[str] | None = None) -> int:
         if not 0.8 <= a <= 1.25:
             p.error(f"warp factor {a}: expected values within [0.8, 1.25]")
     torch.set_num_threads(1)
-    rec = Recognizer.from_checkpoint(args.model)
-    utterances = read_manifest(args.manifest)
+    try:
+        rec = Recognizer.from_checkpoint(args.model)
+        utterances = read_manifest(args.manifest)
+    except (UserError, OSError) as e:
+        p.exit(1, f"warp.py: error: {e}\n")
+    if not utterances:
+        p.exit(1, f"warp.py: error: {args.manifest}: no utterances; expected a manifest with at least one\n")
     refs = [rec.vocab.normalize(u.text) for u in utterances]
     decoder = (BeamSearchDecoder(rec.vocab, lexicon=args.lexicon, num_threads=1) if args.lexicon
                else GreedyDecoder(rec.vocab))

@@ -216,7 +216,7 @@ def test_label_free_scores_of_a_warp():
     assert warp.confidence(torch.log_softmax(torch.tensor([[5.0, 0.0]]), -1), 0) == 0.0  # all blank
 
 
-def test_warp_prints_each_factor_the_label_free_choice_and_the_average(corpus, tiny_checkpoint, capsys):
+def test_warp_prints_each_factor_the_label_free_choice_and_the_average(corpus, tiny_checkpoint, capsys, tmp_path):
     import re
     from asr.data import read_manifest
     from asr.evaluation import evaluate
@@ -235,3 +235,10 @@ def test_warp_prints_each_factor_the_label_free_choice_and_the_average(corpus, t
     with pytest.raises(SystemExit) as bad:
         warp.main([str(tiny_checkpoint), str(corpus.manifest), "--alphas", "0.5"])
     assert bad.value.code == 2 and "warp factor 0.5: expected values within [0.8, 1.25]" in capsys.readouterr().err
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    for model, manifest in ((corpus.manifest, corpus.manifest), (tiny_checkpoint, empty)):
+        with pytest.raises(SystemExit) as bad:
+            warp.main([str(model), str(manifest)])
+        err = capsys.readouterr().err
+        assert bad.value.code == 1 and err.startswith("warp.py: error: ") and len(err.splitlines()) == 1
