@@ -90,8 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                else GreedyDecoder(rec.vocab))
 
     def decode(lps: list[torch.Tensor]):
-        hyps = [h[0] for h in decoder.decode_list(lps)] if args.lexicon else \
-            [decoder.decode(x[None], torch.tensor([len(x)]))[0][0] for x in lps]
+        hyps = [decoder.decode(x[None], torch.tensor([len(x)]))[0][0] for x in lps]  # one (1, steps, vocab) each
         return hyps, 100 * error_rates(refs, [h.text for h in hyps]).wer
 
     cache: dict[float, list[torch.Tensor]] = {}

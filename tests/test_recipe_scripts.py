@@ -151,16 +151,21 @@ def test_unseen_sentences_are_scored_apart_from_seen_ones(tmp_path):
                    "seen sentences: WER 20.00% CER 20.83% (2 utterances)"]
 
 
-def test_word_strings_draws_lines_of_common_words(tmp_path, monkeypatch, capsys):
+def _recipe_module(name: str):
     import importlib.util
+    spec = importlib.util.spec_from_file_location(name, ROOT / f"recipes/{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_word_strings_draws_lines_of_common_words(tmp_path, monkeypatch, capsys):
     import types
 
     fake = types.ModuleType("wordfreq")
     fake.top_n_list = lambda lang, n, wordlist="best": ["The", "music", "stop", "Go!", "42", "now"][:n]
     monkeypatch.setitem(sys.modules, "wordfreq", fake)
-    spec = importlib.util.spec_from_file_location("word_strings", ROOT / "recipes/word_strings.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _recipe_module("word_strings")
     assert mod.main(["50", str(tmp_path / "a.txt"), "5"]) == 0
     lines = (tmp_path / "a.txt").read_text().splitlines()
     assert len(lines) == 50 and all(3 <= len(line.split()) <= 7 for line in lines)
@@ -172,14 +177,6 @@ def test_word_strings_draws_lines_of_common_words(tmp_path, monkeypatch, capsys)
         (tmp_path / "c.txt").read_text() != (tmp_path / "a.txt").read_text()
     capsys.readouterr()
     assert mod.main(["x", str(tmp_path / "d.txt")]) == 2 and "word_strings.py N OUT.txt" in capsys.readouterr().err
-
-
-def _recipe_module(name: str):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(name, ROOT / f"recipes/{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_warp_at_factor_one_is_the_recognizer_and_other_factors_change_its_output(corpus, tiny_checkpoint):
