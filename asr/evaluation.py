@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -32,16 +32,40 @@ def batch_loader(utterances: Sequence[Utterance], recognizer: Recognizer, max_ba
     return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers)
 
 
+FeatureTransform = Callable[[torch.Tensor], torch.Tensor]
+
+
 @torch.no_grad()
-def iter_outputs(recognizer: Recognizer, loader: DataLoader, device: torch.device,
-                 precision: str = "auto") -> Iterator[tuple[Batch, torch.Tensor, torch.Tensor]]:
-    """Run the model over ``loader``: yields ``(batch, log_probs (batch, steps, vocab), lengths)``."""
+def iter_outputs(recognizer: Recognizer, loader: DataLoader, device: torch.device, precision: str = "auto",
+                 transform: FeatureTransform | None = None) -> Iterator[tuple[Batch, torch.Tensor, torch.Tensor]]:
+    """Run the model over ``loader``: yields ``(batch, log_probs (batch, steps, vocab), lengths)``.
+
+    ``transform``, when given, maps the log-mel features ``(batch, frames, n_mels)`` to new
+    ones of the same shape before the encoder (e.g. a test-time frequency warp).
+    """
     recognizer.eval()
     dtype = autocast_dtype(device, precision)
     for batch in loader:
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            log_probs, lengths = recognizer(batch.waves.to(device), batch.wave_lengths.to(device))
+            feats, frames = recognizer.features(batch.waves.to(device), batch.wave_lengths.to(device))
+            if transform is not None:
+                feats = transform(feats)  # (batch, frames, n_mels)
+            log_probs, lengths = recognizer.model(feats, frames)  # (batch, steps, vocab)
         yield batch, log_probs.float(), lengths
+
+
+def utterance_log_probs(recognizer: Recognizer, utterances: Sequence[Utterance],
+                        device: torch.device = torch.device("cpu"), max_batch_seconds: float = 200.0,
+                        precision: str = "auto", transform: FeatureTransform | None = None) -> list[torch.Tensor]:
+    """Each utterance's log-probabilities ``(steps, vocab)``, float32 on the CPU, in the order of
+    ``utterances`` (the batches run length-sorted). For decoders tuned or compared on one
+    pass of the model (``asr-lm tune``, ``bench/decode.py``, ``recipes/warp.py``)."""
+    out: dict[int, torch.Tensor] = {}
+    loader = batch_loader(utterances, recognizer, max_batch_seconds)
+    for batch, log_probs, lengths in iter_outputs(recognizer, loader, device, precision, transform):
+        for b, i in enumerate(batch.indices):
+            out[i] = log_probs[b, :lengths[b]].cpu().contiguous()
+    return [out[i] for i in range(len(utterances))]
 
 
 @dataclass

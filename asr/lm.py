@@ -467,7 +467,7 @@ def _main_tune(args) -> int:
     from asr.beam import BeamSearchDecoder
     from asr.data import read_manifest
     from asr.decoding import GreedyDecoder
-    from asr.evaluation import batch_loader, iter_outputs
+    from asr.evaluation import utterance_log_probs
     from asr.metrics import error_rates
     from asr.recognizer import Recognizer
     from asr.utils import resolve_device
@@ -483,12 +483,7 @@ def _main_tune(args) -> int:
                                 blank_penalty=args.blank_penalty,
                                 beam_size_token=args.beam_size_token, num_threads=args.threads)
     t0 = time.perf_counter()
-    outputs: dict[int, torch.Tensor] = {}
-    for batch, log_probs, lengths in iter_outputs(recognizer, batch_loader(utterances, recognizer,
-                                                                           args.batch_seconds), device):
-        for b, i in enumerate(batch.indices):
-            outputs[i] = log_probs[b, :lengths[b]].cpu()
-    log_probs = [outputs[i] for i in range(len(utterances))]
+    log_probs = utterance_log_probs(recognizer, utterances, device, args.batch_seconds)
     refs = [recognizer.vocab.normalize(u.text) for u in utterances]
     print(f"acoustic model: {len(utterances)} utterances in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     pairs = search_pairs(args.lm_weights, args.word_scores, args.random, args.seed)

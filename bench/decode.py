@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from asr.beam import BeamSearchDecoder  # noqa: E402
 from asr.data import read_manifest  # noqa: E402
 from asr.decoding import GreedyDecoder  # noqa: E402
-from asr.evaluation import batch_loader, iter_outputs  # noqa: E402
+from asr.evaluation import utterance_log_probs  # noqa: E402
 from asr.arpa import arpa_unigrams  # noqa: E402
 from asr.lm import build_arpa  # noqa: E402
 from asr.metrics import error_rates  # noqa: E402
@@ -45,12 +45,8 @@ from asr.recognizer import Recognizer  # noqa: E402
 
 def outputs(recognizer, manifest):
     utts = read_manifest(manifest)
-    lps = {}
-    for batch, lp, n in iter_outputs(recognizer, batch_loader(utts, recognizer), torch.device("cpu")):
-        for b, i in enumerate(batch.indices):
-            lps[i] = lp[b, :n[b]].contiguous()
     refs = [recognizer.vocab.normalize(u.text) for u in utts]
-    return [lps[i] for i in range(len(utts))], refs, sum(u.duration for u in utts)
+    return utterance_log_probs(recognizer, utts), refs, sum(u.duration for u in utts)
 
 
 def pyctc_decoder(vocab, lm, alpha, beta):

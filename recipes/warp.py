@@ -25,7 +25,7 @@ from asr.augment import warp_frequency  # noqa: E402
 from asr.beam import BeamSearchDecoder  # noqa: E402
 from asr.data import read_manifest  # noqa: E402
 from asr.decoding import GreedyDecoder  # noqa: E402
-from asr.evaluation import batch_loader  # noqa: E402
+from asr.evaluation import utterance_log_probs  # noqa: E402
 from asr.metrics import error_rates  # noqa: E402
 from asr.recognizer import Recognizer  # noqa: E402
 from asr.utils import UserError  # noqa: E402
@@ -35,18 +35,11 @@ def factors(text: str) -> list[float]:
     return [float(x) for x in text.split(",") if x]
 
 
-@torch.no_grad()
 def warped_log_probs(rec: Recognizer, utterances, alpha: float) -> list[torch.Tensor]:
     """``[(steps, vocab)]`` per utterance, in manifest order, with the features warped by ``alpha``."""
-    out: dict[int, torch.Tensor] = {}
-    for batch in batch_loader(utterances, rec):
-        feats, frames = rec.features(batch.waves, batch.wave_lengths)  # (batch, frames, n_mels)
-        if alpha != 1.0:
-            feats = warp_frequency(feats, torch.full((feats.shape[0],), alpha), rec.feature_cfg)
-        log_probs, steps = rec.model(feats, frames)  # (batch, steps, vocab)
-        for b, i in enumerate(batch.indices):
-            out[i] = log_probs[b, :steps[b]].float()
-    return [out[i] for i in range(len(utterances))]
+    def warp(feats):  # (batch, frames, n_mels)
+        return warp_frequency(feats, torch.full((feats.shape[0],), alpha), rec.feature_cfg)
+    return utterance_log_probs(rec, utterances, transform=warp if alpha != 1.0 else None)
 
 
 def transcript_score(log_probs: torch.Tensor, tokens: list[int], blank: int) -> float:

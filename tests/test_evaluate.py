@@ -12,7 +12,8 @@ import torch
 from asr.checkpoint import save_checkpoint
 from asr.data import read_manifest
 from asr.decoding import Hypothesis
-from asr.evaluation import batch_loader, evaluate, iter_outputs, main
+from asr.audio import load_audio
+from asr.evaluation import batch_loader, evaluate, iter_outputs, main, utterance_log_probs
 from asr.metrics import error_rates
 from asr.recognizer import output_steps
 from asr.utils import run_cli
@@ -49,6 +50,34 @@ def test_hypotheses_are_returned_in_manifest_order(corpus, recognizer):
     result = evaluate(recognizer, utts, decoder=LengthDecoder(), max_batch_seconds=2.5)
     expected = [f"steps{output_steps(u.duration, recognizer.feature_cfg, recognizer.model_cfg)}" for u in utts]
     assert result.hypotheses == expected
+
+
+def test_utterance_log_probs_are_each_utterance_alone_in_manifest_order(corpus, recognizer):
+    utts = read_manifest(corpus.manifest)
+    batched = utterance_log_probs(recognizer, utts, max_batch_seconds=2.5)  # several length-sorted batches
+    assert len(batched) == len(utts)
+    with torch.no_grad():
+        for u, lp in zip(utts, batched):
+            wave = load_audio(u.audio_filepath, recognizer.sample_rate)  # (samples,)
+            alone, steps = recognizer(wave[None], torch.tensor([wave.shape[0]]))  # (1, steps, vocab)
+            assert lp.shape == (steps[0], len(recognizer.vocab)) and lp.dtype == torch.float32
+            assert torch.allclose(lp, alone[0, :steps[0]], atol=1e-5)
+
+
+def test_a_feature_transform_runs_between_features_and_encoder(corpus, recognizer):
+    utts = read_manifest(corpus.manifest)
+    plain = utterance_log_probs(recognizer, utts)
+    seen = []
+
+    def identity(feats):
+        seen.append(feats.shape)
+        return feats
+
+    assert all(torch.equal(x, y) for x, y in zip(plain, utterance_log_probs(recognizer, utts, transform=identity)))
+    assert seen and all(len(s) == 3 and s[2] == recognizer.feature_cfg.n_mels for s in seen)  # (batch, frames, n_mels)
+    silenced = utterance_log_probs(recognizer, utts, transform=torch.zeros_like)
+    assert [x.shape for x in silenced] == [x.shape for x in plain]
+    assert not all(torch.allclose(x, y, atol=1e-3) for x, y in zip(plain, silenced))
 
 
 def test_results_do_not_depend_on_the_batch_size(corpus, recognizer):
