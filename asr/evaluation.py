@@ -38,19 +38,13 @@ FeatureTransform = Callable[[torch.Tensor], torch.Tensor]
 @torch.no_grad()
 def iter_outputs(recognizer: Recognizer, loader: DataLoader, device: torch.device, precision: str = "auto",
                  transform: FeatureTransform | None = None) -> Iterator[tuple[Batch, torch.Tensor, torch.Tensor]]:
-    """Run the model over ``loader``: yields ``(batch, log_probs (batch, steps, vocab), lengths)``.
-
-    ``transform``, when given, maps the log-mel features ``(batch, frames, n_mels)`` to new
-    ones of the same shape before the encoder (e.g. a test-time frequency warp).
-    """
+    """Run the model over ``loader``: yields ``(batch, log_probs (batch, steps, vocab), lengths)``;
+    ``transform`` as in :meth:`Recognizer.forward`."""
     recognizer.eval()
     dtype = autocast_dtype(device, precision)
     for batch in loader:
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            feats, frames = recognizer.features(batch.waves.to(device), batch.wave_lengths.to(device))
-            if transform is not None:
-                feats = transform(feats)  # (batch, frames, n_mels)
-            log_probs, lengths = recognizer.model(feats, frames)  # (batch, steps, vocab)
+            log_probs, lengths = recognizer(batch.waves.to(device), batch.wave_lengths.to(device), transform)
         yield batch, log_probs.float(), lengths
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -44,8 +45,14 @@ class Recognizer(Timing, nn.Module):
         self.features = LogMel(feature_cfg)
         self.model = build_model(model_cfg, feature_cfg.n_mels, len(vocab))
 
-    def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, waves: torch.Tensor, lengths: torch.Tensor,
+                transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``waves (batch, samples)`` -> ``log_probs (batch, steps, vocab)``, ``lengths (batch,)``.
+        ``transform``, when given, maps the features ``(batch, frames, n_mels)`` to new ones of
+        the same shape before the encoder (e.g. a test-time frequency warp)."""
         feats, frames = self.features(waves, lengths)  # (batch, frames, n_mels)
+        if transform is not None:
+            feats = transform(feats)
         return self.model(feats, frames)
 
     def describe(self) -> dict:

@@ -182,18 +182,13 @@ def test_word_strings_draws_lines_of_common_words(tmp_path, monkeypatch, capsys)
 def test_warp_at_factor_one_is_the_recognizer_and_other_factors_change_its_output(corpus, tiny_checkpoint):
     import torch
     from asr.data import read_manifest
-    from asr.audio import load_audio
+    from asr.evaluation import utterance_log_probs
     from asr.recognizer import Recognizer
 
     warp = _recipe_module("warp")
     rec = Recognizer.from_checkpoint(tiny_checkpoint)
     utts = read_manifest(corpus.manifest)
-    direct = {}
-    with torch.no_grad():
-        for i, u in enumerate(utts):  # each utterance alone, straight through the recognizer
-            wave = load_audio(u.audio_filepath, rec.sample_rate)  # (samples,)
-            lp, n = rec(wave[None], torch.tensor([wave.shape[0]]))  # (1, steps, vocab)
-            direct[i] = lp[0, :n[0]]
+    direct = utterance_log_probs(rec, utts)  # tested against each utterance alone in test_evaluate.py
     same = warp.warped_log_probs(rec, utts, 1.0)
     lower = warp.warped_log_probs(rec, utts, 0.9)
     assert len(same) == len(lower) == len(utts)
