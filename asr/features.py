@@ -28,7 +28,14 @@ class FeatureConfig:
     - ``utterance``: mean/variance per utterance and mel bin over all frames (silence
       included: an utterance padded with silence gets other features);
     - ``global``: statistics of the training set, kept in the checkpoint;
-    - ``none``."""
+    - ``none``.
+
+    ``cepstra`` > 0 smooths each frame's log-mel spectrum along the mel axis by keeping its
+    first ``cepstra`` cepstral coefficients (orthonormal DCT-II, as MFCCs are computed) and
+    transforming back: the spectral envelope without the ripple of the voice's pitch
+    harmonics, which 25 ms windows resolve in the low bins. The features keep their
+    ``n_mels`` bins, so the model's input and SpecAugment's bin masks are unchanged.
+    0 keeps the log-mel spectrum as it is."""
 
     sample_rate: int = 16000
     n_mels: int = 80
@@ -40,6 +47,7 @@ class FeatureConfig:
     normalize: str = "speech"
     speech_db: float = 30.0
     floor_db: float = 80.0
+    cepstra: int = 0
 
     def __post_init__(self) -> None:
         if self.normalize not in NORMALIZATIONS:
@@ -50,6 +58,8 @@ class FeatureConfig:
             raise ValueError("features: sample_rate, n_mels and the hop (in samples) must be positive")
         if not 0 < self.speech_db <= self.floor_db:
             raise ValueError(f"features: need 0 < speech_db <= floor_db, got {self.speech_db} and {self.floor_db}")
+        if not 0 <= self.cepstra <= self.n_mels:
+            raise ValueError(f"features.cepstra={self.cepstra}; expected 0 (no smoothing) to n_mels={self.n_mels}")
         if self.n_fft and self.n_fft < self.win_length:
             raise ValueError(f"features.n_fft={self.n_fft} is shorter than the {self.win_length}-sample window; "
                              "use n_fft >= win_length, or 0 for the next power of two")
@@ -90,6 +100,10 @@ class LogMel(nn.Module):
         self.mel.spectrogram.power = None
         self.register_buffer("mean", torch.zeros(cfg.n_mels))
         self.register_buffer("std", torch.ones(cfg.n_mels))
+        # Projection onto the first `cepstra` DCT-II basis vectors (n_mels, n_mels); not saved:
+        # it follows from the config.
+        dct = torchaudio.functional.create_dct(cfg.cepstra or cfg.n_mels, cfg.n_mels, norm="ortho")
+        self.register_buffer("smoother", dct @ dct.T if cfg.cepstra else None, persistent=False)
 
     def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return torch.div(lengths, self.cfg.hop_length, rounding_mode="floor") + 1
@@ -130,12 +144,20 @@ class LogMel(nn.Module):
         feats, frames, mask = self.log_mel(waves, lengths)
         if self.cfg.normalize in ("speech", "speech_mean"):
             feats, weights = self.speech_frames(feats, mask)
+            feats = self.smooth(feats)
             feats = _normalize(feats, weights, per_bin_variance=self.cfg.normalize == "speech")
         elif self.cfg.normalize == "utterance":
-            feats = _normalize(feats, mask)
+            feats = _normalize(self.smooth(feats), mask)
         elif self.cfg.normalize == "global":
-            feats = (feats - self.mean) / self.std
+            feats = (self.smooth(feats) - self.mean) / self.std
+        else:
+            feats = self.smooth(feats)
         return feats.masked_fill(~mask, 0.0), frames
+
+    def smooth(self, feats: torch.Tensor) -> torch.Tensor:
+        """Keep the first ``cepstra`` cepstral coefficients of each frame of the log-mel
+        ``feats (batch, frames, n_mels)`` (same shape back); unchanged when ``cepstra`` is 0."""
+        return feats if self.smoother is None else feats @ self.smoother
 
     def speech_frames(self, feats: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Floor the log-mel ``feats (batch, frames, n_mels)`` at ``floor_db`` below each
@@ -157,6 +179,7 @@ class LogMel(nn.Module):
         count = 0
         for waves, lengths in batches:
             feats, _, mask = self.log_mel(waves.to(self.mean.device), lengths.to(self.mean.device))
+            feats = self.smooth(feats)
             valid = feats[mask.squeeze(-1)].double().cpu()  # (frames, n_mels)
             total += valid.sum(0)
             sq += (valid ** 2).sum(0)

@@ -21,7 +21,8 @@ def test_defaults_are_80_mels_25ms_window_10ms_hop():
 
 
 @pytest.mark.parametrize("kwargs", [{"normalize": "cmvn"}, {"hop_ms": 0}, {"win_ms": 5, "hop_ms": 10},
-                                    {"n_fft": 256}, {"n_mels": 0}, {"sample_rate": 0}])
+                                    {"n_fft": 256}, {"n_mels": 0}, {"sample_rate": 0},
+                                    {"n_mels": 40, "cepstra": 41}, {"cepstra": -1}])
 def test_bad_config_is_rejected(kwargs):
     with pytest.raises(ValueError):
         FeatureConfig(**kwargs)
@@ -127,6 +128,34 @@ def test_speech_frames_are_the_loud_ones_and_the_floor_bounds_silence(corpus):
     assert out.isfinite().all() and out[0, :45].max() < -2  # silence sits far below speech
     with pytest.raises(ValueError, match="speech_db"):
         FeatureConfig(speech_db=90, floor_db=80)
+
+
+def _vowel(f0: float, seconds: float = 0.5, sr: int = 16000) -> torch.Tensor:
+    """Harmonics of ``f0`` under one fixed spectral envelope (three formants): the same
+    vowel spoken at another pitch."""
+    t = np.arange(int(sr * seconds)) / sr
+    formants = [(600, 150, 1.0), (1800, 250, 0.5), (2800, 300, 0.2)]
+    wave = sum(sum(a * np.exp(-((k * f0 - f) / w) ** 2) for f, w, a in formants) * np.sin(2 * np.pi * k * f0 * t)
+               for k in range(1, int(4000 / f0)))
+    return torch.from_numpy(wave.astype(np.float32))
+
+
+def test_cepstral_smoothing_keeps_the_envelope_and_drops_the_pitch_harmonics():
+    def spectrum(cepstra, f0):  # mean log-mel spectrum of the steady vowel: (n_mels,)
+        lm = LogMel(FeatureConfig(n_mels=40, f_max=4000, normalize="none", cepstra=cepstra))
+        wave = _vowel(f0)
+        feats, _ = lm(wave[None], torch.tensor([len(wave)]))
+        return feats[0, 5:-5].mean(0)
+
+    def pitch_effect(cepstra):  # how far a low and a high voice's spectra differ in shape
+        d = spectrum(cepstra, 110) - spectrum(cepstra, 160)
+        return (d - d.mean()).abs().mean().item()
+
+    assert pitch_effect(13) < pitch_effect(0) / 2  # measured 0.24 against 0.59
+    torch.testing.assert_close(spectrum(40, 110), spectrum(0, 110), atol=1e-4, rtol=0)  # all kept: no change
+    smoothed, plain = spectrum(13, 110), spectrum(0, 110)
+    assert abs(smoothed.argmax().item() - plain.argmax().item()) <= 1  # the first formant stays put
+    assert torch.corrcoef(torch.stack([smoothed, plain]))[0, 1] > 0.9
 
 
 def test_fit_global_stats_normalises_the_data_it_saw():
