@@ -158,8 +158,9 @@ def test_cepstral_smoothing_keeps_the_envelope_and_drops_the_pitch_harmonics():
     assert torch.corrcoef(torch.stack([smoothed, plain]))[0, 1] > 0.9
 
 
-def test_fit_global_stats_normalises_the_data_it_saw():
-    lm = LogMel(FeatureConfig(n_mels=24, normalize="global"))
+@pytest.mark.parametrize("cepstra", [0, 8])  # statistics of the features the model will see
+def test_fit_global_stats_normalises_the_data_it_saw(cepstra):
+    lm = LogMel(FeatureConfig(n_mels=24, normalize="global", cepstra=cepstra))
     waves = torch.stack([_noise(8000, seed=s) * (s + 1) for s in range(3)])
     lengths = torch.tensor([8000, 6000, 8000])
     lm.fit_global_stats([(waves[:2], lengths[:2]), (waves[2:], lengths[2:])])
