@@ -102,8 +102,11 @@ class LogMel(nn.Module):
         self.register_buffer("std", torch.ones(cfg.n_mels))
         # Projection onto the first `cepstra` DCT-II basis vectors (n_mels, n_mels); not saved:
         # it follows from the config.
-        dct = torchaudio.functional.create_dct(cfg.cepstra or cfg.n_mels, cfg.n_mels, norm="ortho")
-        self.register_buffer("smoother", dct @ dct.T if cfg.cepstra else None, persistent=False)
+        smoother = None
+        if cfg.cepstra:
+            dct = torchaudio.functional.create_dct(cfg.cepstra, cfg.n_mels, norm="ortho")  # (n_mels, cepstra)
+            smoother = dct @ dct.T
+        self.register_buffer("smoother", smoother, persistent=False)
 
     def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return torch.div(lengths, self.cfg.hop_length, rounding_mode="floor") + 1
@@ -142,16 +145,14 @@ class LogMel(nn.Module):
 
     def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feats, frames, mask = self.log_mel(waves, lengths)
+        weights = mask  # the frames whose statistics normalise the utterance
         if self.cfg.normalize in ("speech", "speech_mean"):
             feats, weights = self.speech_frames(feats, mask)
-            feats = self.smooth(feats)
-            feats = _normalize(feats, weights, per_bin_variance=self.cfg.normalize == "speech")
-        elif self.cfg.normalize == "utterance":
-            feats = _normalize(self.smooth(feats), mask)
-        elif self.cfg.normalize == "global":
-            feats = (self.smooth(feats) - self.mean) / self.std
-        else:
-            feats = self.smooth(feats)
+        feats = self.smooth(feats)
+        if self.cfg.normalize == "global":
+            feats = (feats - self.mean) / self.std
+        elif self.cfg.normalize != "none":
+            feats = _normalize(feats, weights, per_bin_variance=self.cfg.normalize != "speech_mean")
         return feats.masked_fill(~mask, 0.0), frames
 
     def smooth(self, feats: torch.Tensor) -> torch.Tensor:
