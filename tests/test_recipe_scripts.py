@@ -3,8 +3,10 @@ summaries), recipes/unseen.py (WER on sentences training never saw), recipes/com
 evaluate_split (when a result is reused)."""
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -121,6 +123,9 @@ def test_evaluate_split_reuses_a_result_only_for_the_same_model_and_options(tmp_
     fake.chmod(0o755)
     model, calls = tmp_path / "best.pt", tmp_path / "calls"
     model.write_bytes(b"weights")
+    # An hour old, so a result written now is newer than it (within one clock tick, written
+    # right after the model, its mtime can equal the model's, and `-nt` is strict).
+    os.utime(model, (time.time() - 3600,) * 2)
     script = f"""set -e
 source {ROOT}/recipes/common.sh
 export PATH={fake.parent}:$PATH CALLS={calls}
