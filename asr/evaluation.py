@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -18,7 +18,7 @@ from asr.data import (AudioDataset, Batch, DurationBatchSampler, Utterance, coll
                       stream_manifest)
 from asr.decoding import Decoder, GreedyDecoder, add_decoder_arguments, decoder_from_args
 from asr.metrics import ErrorRates, error_rates, word_edits
-from asr.recognizer import Recognizer
+from asr.recognizer import FeatureTransform, Recognizer
 from asr.text import DEFAULT_CHARS, NUMBERS, NUMBERS_HELP, Vocabulary, describe_dropped, vocab_from_options
 from asr.utils import (HelpFormatter, UserError, atomic_open, autocast_dtype, check_writable, resolve_device,
                        run_cli)
@@ -30,9 +30,6 @@ def batch_loader(utterances: Sequence[Utterance], recognizer: Recognizer, max_ba
     ds = AudioDataset(utterances, recognizer.vocab, recognizer.sample_rate)
     sampler = DurationBatchSampler([u.duration for u in utterances], max_batch_seconds, shuffle=False)
     return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers)
-
-
-FeatureTransform = Callable[[torch.Tensor], torch.Tensor]
 
 
 @torch.no_grad()

@@ -17,6 +17,9 @@ from asr.subword import vocabulary_from_state, vocabulary_state
 from asr.text import Vocabulary
 from asr.utils import UserError
 
+FeatureTransform = Callable[[torch.Tensor], torch.Tensor]
+"""Maps features ``(batch, frames, n_mels)`` to new ones of the same shape (see :meth:`Recognizer.forward`)."""
+
 
 class Timing:
     """``sample_rate`` and ``frame_shift`` of anything with ``feature_cfg`` and ``model_cfg``
@@ -46,7 +49,7 @@ class Recognizer(Timing, nn.Module):
         self.model = build_model(model_cfg, feature_cfg.n_mels, len(vocab))
 
     def forward(self, waves: torch.Tensor, lengths: torch.Tensor,
-                transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                transform: FeatureTransform | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``waves (batch, samples)`` -> ``log_probs (batch, steps, vocab)``, ``lengths (batch,)``.
         ``transform``, when given, maps the features ``(batch, frames, n_mels)`` to new ones of
         the same shape before the encoder (e.g. a test-time frequency warp)."""
