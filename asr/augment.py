@@ -1,7 +1,8 @@
 """Training-time augmentation, off at evaluation.
 
-- :class:`WaveAugment`: speed perturbation (resampling), silence or faint noise before,
-  after and between the words (:func:`add_silence`), and additive noise at a random SNR,
+- :class:`WaveAugment`: formant shifting (:func:`shift_formants`), speed perturbation
+  (resampling), silence or faint noise before, after and between the words
+  (:func:`add_silence`), and additive noise at a random SNR,
   applied per utterance inside the data-loading workers, with randomness drawn from a
   per-item seed so a resumed run sees the same augmented audio.
 - :class:`SpecAugment`: vocal-tract-length perturbation (:func:`warp_frequency`) and time
@@ -42,7 +43,13 @@ class AugmentConfig:
     ``freq_warp``: ``[low, high]`` range of vocal-tract-length warp factors (e.g. ``[0.9,
     1.1]``), one drawn per utterance: the spectral envelope moves up or down the frequency
     axis as for a shorter or longer vocal tract, without changing the speaking rate
-    (:func:`warp_frequency`); empty: off."""
+    (:func:`warp_frequency`); empty: off.
+
+    ``formant_shift``: ``[low, high]`` range of formant ratios (e.g. ``[0.85, 1.25]``): a
+    share ``formant_prob`` of the utterances get their spectral envelope scaled along the
+    frequency axis by a ratio drawn log-uniformly from the range, in the waveform, with
+    pitch and timing kept (:func:`shift_formants`); a speaker with another vocal tract
+    length. Empty: off."""
 
     speeds: list[float] = field(default_factory=list)
     noise_prob: float = 0.0
@@ -53,6 +60,8 @@ class AugmentConfig:
     pause_prob: float = 0.0
     silence_level_db: list[float] = field(default_factory=lambda: [-70.0, -30.0])
     freq_warp: list[float] = field(default_factory=list)
+    formant_shift: list[float] = field(default_factory=list)
+    formant_prob: float = 0.5
     time_masks: int = 0
     time_mask_width: int = 40
     freq_masks: int = 0
@@ -61,12 +70,16 @@ class AugmentConfig:
     def __post_init__(self) -> None:
         if any(not s > 0 for s in self.speeds):
             raise ValueError(f"augment.speeds={list(self.speeds)}; speeds must be positive, e.g. [0.9, 1.0, 1.1]")
-        for name in ("noise_prob", "silence_prob", "pause_prob"):
+        for name in ("noise_prob", "silence_prob", "pause_prob", "formant_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"augment.{name}={getattr(self, name)}; expected a probability in [0, 1]")
         if self.freq_warp and (len(self.freq_warp) != 2 or not 0.8 <= self.freq_warp[0] <= self.freq_warp[1] <= 1.25):
             raise ValueError(f"augment.freq_warp={list(self.freq_warp)}; expected [low, high] warp factors within "
                              "[0.8, 1.25], e.g. [0.9, 1.1], or [] for none")
+        if self.formant_shift and (len(self.formant_shift) != 2
+                                   or not 0.7 <= self.formant_shift[0] <= self.formant_shift[1] <= 1.4):
+            raise ValueError(f"augment.formant_shift={list(self.formant_shift)}; expected [low, high] formant ratios "
+                             "within [0.7, 1.4], e.g. [0.85, 1.25], or [] for none")
         for name, unit in (("noise_snr_db", "dB"), ("silence_seconds", "seconds"), ("silence_level_db", "dB")):
             pair = list(getattr(self, name))
             if len(pair) != 2 or pair[0] > pair[1] or (unit == "seconds" and pair[0] < 0):
@@ -76,7 +89,7 @@ class AugmentConfig:
 
     @property
     def wave_enabled(self) -> bool:
-        return bool(self.speeds) or self.noise_prob > 0 or self.silence_prob > 0
+        return bool(self.speeds) or self.noise_prob > 0 or self.silence_prob > 0 or bool(self.formant_shift)
 
     @property
     def spec_enabled(self) -> bool:
@@ -121,6 +134,37 @@ def add_silence(wave: torch.Tensor, sample_rate: int, before: float, after: floa
                       silence(int(after * sample_rate), level, rng)])
 
 
+def shift_formants(wave: torch.Tensor, sample_rate: int, ratio: float, lifter_ms: float = 2.0,
+                   max_gain_db: float = 24.0) -> torch.Tensor:
+    """Scale the formants of ``wave (samples,)`` by ``ratio``, keeping its pitch and timing.
+
+    Each 32 ms STFT frame's spectral envelope is its log magnitude smoothed by keeping the
+    cepstrum below ``lifter_ms`` (under the pitch period of voices up to 500 Hz); the frame
+    is multiplied by the envelope read at ``frequency / ratio`` over the envelope itself,
+    so the harmonics (pitch) stay where they are and their amplitudes follow the moved
+    formants. Gains are capped at ``max_gain_db`` either way (bands with no energy stay
+    empty). Returns ``(samples,)``; ``ratio=1`` returns the input up to rounding.
+    """
+    if len(wave) == 0:
+        return wave
+    n_fft = 1 << math.ceil(math.log2(0.032 * sample_rate))
+    hop = n_fft // 4
+    window = torch.hann_window(n_fft, dtype=wave.dtype, device=wave.device)
+    spec = torch.stft(wave, n_fft, hop, window=window, pad_mode="constant", return_complex=True)  # (bins, frames)
+    cepstrum = torch.fft.irfft(spec.abs().clamp_min(1e-8).log(), n=n_fft, dim=0)  # (n_fft, frames)
+    keep = max(1, int(lifter_ms * sample_rate / 1000))
+    cepstrum[keep:n_fft - keep + 1] = 0
+    envelope = torch.fft.rfft(cepstrum, dim=0).real  # (bins, frames), natural log
+    bins = envelope.shape[0]
+    source = (torch.arange(bins, dtype=wave.dtype, device=wave.device) / ratio).clamp(max=bins - 1)
+    lo = source.floor().long()
+    w = (source - lo)[:, None]
+    moved = envelope[lo] * (1 - w) + envelope[(lo + 1).clamp(max=bins - 1)] * w
+    cap = max_gain_db / 20 * math.log(10)
+    gain = (moved - envelope).clamp(-cap, cap).exp()
+    return torch.istft(spec * gain, n_fft, hop, window=window, length=len(wave))
+
+
 class WaveAugment:
     """``wave (samples,) -> wave`` at the same sample rate; picklable for worker processes."""
 
@@ -150,6 +194,9 @@ class WaveAugment:
         """``rng`` draws for this utterance; ``batch_rng``, seeded alike for every utterance
         of a batch, draws the amount of added silence (``rng`` when None)."""
         batch_rng = rng if batch_rng is None else batch_rng
+        if self.cfg.formant_shift and rng.random() < self.cfg.formant_prob:
+            low, high = self.cfg.formant_shift
+            wave = shift_formants(wave, self.sample_rate, math.exp(rng.uniform(math.log(low), math.log(high))))
         if self.cfg.speeds:
             speed = float(rng.choice(self.cfg.speeds))
             if speed != 1.0:

@@ -92,6 +92,18 @@ def tone(seconds: float, freq: float = 440.0, sample_rate: int = 16000, seed: in
     return torch.from_numpy(wave.astype(np.float32))
 
 
+def vowel(f0: float, seconds: float = 0.5, sample_rate: int = 16000, formant_scale: float = 1.0) -> torch.Tensor:
+    """``(samples,)``: harmonics of ``f0`` under one fixed spectral envelope (three formants,
+    their frequencies and widths times ``formant_scale``): the same vowel at another pitch, or from a
+    longer or shorter vocal tract."""
+    t = np.arange(int(sample_rate * seconds)) / sample_rate
+    formants = [(600 * formant_scale, 150 * formant_scale, 1.0), (1800 * formant_scale, 250 * formant_scale, 0.5),
+                (2800 * formant_scale, 300 * formant_scale, 0.2)]
+    wave = sum(sum(a * np.exp(-((k * f0 - f) / w) ** 2) for f, w, a in formants) * np.sin(2 * np.pi * k * f0 * t)
+               for k in range(1, int(4000 / f0)))
+    return torch.from_numpy(wave.astype(np.float32))
+
+
 @pytest.fixture
 def single_thread():
     """Run a test with one intra-op thread (tiny tensors on a shared 2-core machine run

@@ -3,10 +3,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from asr.augment import AugmentConfig, SpecAugment, WaveAugment, add_silence, colored_noise, warp_frequency
+from asr.augment import (AugmentConfig, SpecAugment, WaveAugment, add_silence, colored_noise, shift_formants,
+                         warp_frequency)
 from asr.features import FeatureConfig, LogMel
 from asr.utils import UserError
-from conftest import tone
+from conftest import tone, vowel
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -30,6 +31,43 @@ def test_speed_perturbation_changes_duration_and_pitch(speed):
     assert out.dtype == torch.float32
     assert len(out) == pytest.approx(16000 / speed, rel=0.01)
     assert _peak_hz(out) == pytest.approx(500 * speed, rel=0.01)
+
+
+def _envelope(wave: torch.Tensor) -> torch.Tensor:
+    """Mean cepstrally smoothed log-mel spectrum of a steady vowel: ``(40,)``."""
+    lm = LogMel(FeatureConfig(n_mels=40, f_max=4000, normalize="none", cepstra=13))
+    feats, _ = lm(wave[None], torch.tensor([len(wave)]))
+    return feats[0, 5:-5].mean(0)
+
+
+@pytest.mark.parametrize("ratio", [0.85, 1.2])
+def test_formant_shift_moves_the_envelope_and_keeps_the_pitch(ratio):
+    wave = vowel(120)
+    out = shift_formants(wave, 16000, ratio)
+    assert out.shape == wave.shape and out.dtype == wave.dtype
+    corr = lambda a, b: torch.corrcoef(torch.stack([a, b]))[0, 1].item()
+    target = _envelope(vowel(120, formant_scale=ratio))  # the same vowel from a scaled vocal tract
+    # measured 0.97 (0.85) and 0.95 (1.2), against 0.68 and 0.60 for the unshifted vowel
+    assert corr(_envelope(out), target) > 0.9 > corr(_envelope(wave), target) + 0.2
+    spectrum = np.abs(np.fft.rfft(out.numpy())) ** 2
+    freqs = np.fft.rfftfreq(len(out), 1 / 16000)
+    on_harmonics = np.abs(freqs - np.round(freqs / 120) * 120) <= 6
+    assert spectrum[on_harmonics].sum() > 0.95 * spectrum.sum()  # still 120 Hz: measured 0.99
+    torch.testing.assert_close(shift_formants(wave, 16000, 1.0), wave, atol=1e-4, rtol=0)
+    assert len(shift_formants(torch.zeros(0), 16000, ratio)) == 0
+    assert len(shift_formants(wave[:100], 16000, ratio)) == 100
+
+
+def test_wave_augment_shifts_formants_of_a_share_of_utterances():
+    wave = vowel(150, seconds=0.3)
+    always = WaveAugment(AugmentConfig(formant_shift=[0.8, 0.8], formant_prob=1.0), 16000)
+    assert always.cfg.wave_enabled
+    torch.testing.assert_close(always(wave, np.random.default_rng(0)), shift_formants(wave, 16000, 0.8))
+    never = WaveAugment(AugmentConfig(formant_shift=[0.8, 1.2], formant_prob=0.0), 16000)
+    assert torch.equal(never(wave, np.random.default_rng(0)), wave)
+    half = WaveAugment(AugmentConfig(formant_shift=[0.8, 1.2]), 16000)  # formant_prob 0.5
+    changed = sum(not torch.equal(half(wave, np.random.default_rng(s)), wave) for s in range(40))
+    assert 10 <= changed <= 30
 
 
 @pytest.mark.parametrize("snr", [5.0, 20.0])
@@ -186,7 +224,8 @@ def test_spec_augment_warps_each_utterance_by_a_factor_in_range_only_in_training
                                     {"freq_warp": [1.0]}, {"noise_prob": 1.5}, {"noise_snr_db": [30, 10]},
                                     {"noise_snr_db": [10]}, {"time_masks": -1}, {"silence_prob": -0.1},
                                     {"pause_prob": 2}, {"silence_seconds": [-1, 1]}, {"silence_seconds": [1, 0.5]},
-                                    {"silence_level_db": [-30]}])
+                                    {"silence_level_db": [-30]}, {"formant_shift": [0.5, 1.0]},
+                                    {"formant_shift": [1.2, 1.0]}, {"formant_shift": [0.9]}, {"formant_prob": 1.5}])
 def test_bad_augment_config_is_rejected(kwargs):
     with pytest.raises(ValueError):
         AugmentConfig(**kwargs)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from asr.features import FeatureConfig, LogMel
-from conftest import tone
+from conftest import tone, vowel
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -130,20 +130,10 @@ def test_speech_frames_are_the_loud_ones_and_the_floor_bounds_silence(corpus):
         FeatureConfig(speech_db=90, floor_db=80)
 
 
-def _vowel(f0: float, seconds: float = 0.5, sr: int = 16000) -> torch.Tensor:
-    """Harmonics of ``f0`` under one fixed spectral envelope (three formants): the same
-    vowel spoken at another pitch."""
-    t = np.arange(int(sr * seconds)) / sr
-    formants = [(600, 150, 1.0), (1800, 250, 0.5), (2800, 300, 0.2)]
-    wave = sum(sum(a * np.exp(-((k * f0 - f) / w) ** 2) for f, w, a in formants) * np.sin(2 * np.pi * k * f0 * t)
-               for k in range(1, int(4000 / f0)))
-    return torch.from_numpy(wave.astype(np.float32))
-
-
 def test_cepstral_smoothing_keeps_the_envelope_and_drops_the_pitch_harmonics():
     def spectrum(cepstra, f0):  # mean log-mel spectrum of the steady vowel: (n_mels,)
         lm = LogMel(FeatureConfig(n_mels=40, f_max=4000, normalize="none", cepstra=cepstra))
-        wave = _vowel(f0)
+        wave = vowel(f0)
         feats, _ = lm(wave[None], torch.tensor([len(wave)]))
         return feats[0, 5:-5].mean(0)
 
