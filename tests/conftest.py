@@ -15,7 +15,7 @@ import torch
 
 from asr.checkpoint import save_checkpoint
 from asr.data import Utterance, write_manifest
-from asr.features import FeatureConfig
+from asr.features import FeatureConfig, LogMel
 from asr.models import model_config
 from asr.recognizer import Recognizer
 from asr.synth import Voice, write_corpus
@@ -102,6 +102,14 @@ def vowel(f0: float, seconds: float = 0.5, sample_rate: int = 16000, formant_sca
     wave = sum(sum(a * np.exp(-((k * f0 - f) / w) ** 2) for f, w, a in formants) * np.sin(2 * np.pi * k * f0 * t)
                for k in range(1, int(4000 / f0)))
     return torch.from_numpy(wave.astype(np.float32))
+
+
+def steady_spectrum(wave: torch.Tensor, cepstra: int = 0) -> torch.Tensor:
+    """Mean log-mel spectrum ``(40,)`` (up to 4 kHz, unnormalised, ``cepstra`` as in
+    :class:`FeatureConfig`) over the inner frames of a steady sound such as :func:`vowel`."""
+    lm = LogMel(FeatureConfig(n_mels=40, f_max=4000, normalize="none", cepstra=cepstra))
+    feats, _ = lm(wave[None], torch.tensor([len(wave)]))
+    return feats[0, 5:-5].mean(0)
 
 
 @pytest.fixture
